@@ -1,0 +1,148 @@
+"""Every Linnet setting, read once from the environment (and `.env`), typed and checked.
+
+Each setting is documented here and in ARCHITECTURE.md §2; a bad value stops start-up with
+an ImproperlyConfigured error that names the variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEV_SECRET_KEY = "linnet-dev-only-not-secret"  # noqa: S105 - used only when DEBUG is on
+
+
+@dataclass(frozen=True)
+class LinnetConfig:
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database: dict[str, Any]
+    redis_url: str | None
+    session_idle_ttl_s: int
+    session_reap_interval_s: int
+    session_gc_after_s: int
+    session_gc_interval_s: int
+    run_evict_grace_s: int
+    voice_sample_rate: int
+    voice_window_ms: int
+    voice_confidence_threshold: float
+    audio_idle_timeout_s: float
+    audio_max_frame_bytes: int
+    cf_voice_url: str | None
+    cf_orch_url: str | None
+    linnet_agent: str
+    openai_base_url: str | None
+    openai_api_key: str | None
+    openai_model: str | None
+
+
+def _read(env: environ.Env, name: str, cast: Any, default: Any) -> Any:
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError, ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+def _check(name: str, value: Any, ok: bool, expected: str) -> Any:
+    if not ok:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expected}")
+    return value
+
+
+def _url_or_none(env: environ.Env, name: str) -> str | None:
+    value = _read(env, name, env.str, "").strip()
+    if not value:
+        return None
+    _check(name, value, value.startswith(("http://", "https://")), "an http(s):// URL")
+    return value.rstrip("/")
+
+
+def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: bool = True) -> LinnetConfig:
+    """Read and validate every setting; `environ_map` replaces os.environ in tests."""
+    if environ_map is None:
+        if read_env_file and (BASE_DIR / ".env").is_file():
+            environ.Env.read_env(BASE_DIR / ".env")
+        env = environ.Env()
+    else:
+        env = environ.Env()
+        env.ENVIRON = dict(environ_map)
+
+    debug = _read(env, "DEBUG", env.bool, True)
+    secret_key = _read(env, "SECRET_KEY", env.str, "")
+    if not secret_key:
+        if not debug:
+            raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0")
+        secret_key = DEV_SECRET_KEY
+
+    default_hosts = ["localhost", "127.0.0.1", "[::1]", "testserver"] if debug else []
+    allowed_hosts = _read(env, "ALLOWED_HOSTS", env.list, default_hosts)
+    csrf_trusted_origins = _read(env, "CSRF_TRUSTED_ORIGINS", env.list, [])
+    for origin in csrf_trusted_origins:
+        _check("CSRF_TRUSTED_ORIGINS", origin, "://" in origin, "origins like https://example.com")
+
+    database = _read(env, "DATABASE_URL", env.db_url, f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    if database["ENGINE"].endswith("sqlite3"):
+        # IMMEDIATE makes concurrent writers queue on the lock instead of failing with
+        # "database is locked" when a read transaction tries to upgrade.
+        database.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+    redis_url = _read(env, "REDIS_URL", env.str, "").strip() or None
+    if redis_url:
+        _check("REDIS_URL", redis_url, redis_url.startswith(("redis://", "rediss://", "unix://")), "a redis:// URL")
+
+    ttl = _read(env, "SESSION_IDLE_TTL_S", env.int, 90)
+    _check("SESSION_IDLE_TTL_S", ttl, ttl >= 1, "a whole number of seconds >= 1")
+    reap_interval = _read(env, "SESSION_REAP_INTERVAL_S", env.int, max(15, ttl // 2))
+    _check("SESSION_REAP_INTERVAL_S", reap_interval, reap_interval >= 1, "seconds >= 1")
+    gc_after = _read(env, "SESSION_GC_AFTER_S", env.int, 3600)
+    _check("SESSION_GC_AFTER_S", gc_after, gc_after >= 1, "seconds >= 1")
+    gc_interval = _read(env, "SESSION_GC_INTERVAL_S", env.int, 300)
+    _check("SESSION_GC_INTERVAL_S", gc_interval, gc_interval >= 1, "seconds >= 1")
+    evict_grace = _read(env, "RUN_EVICT_GRACE_S", env.int, 180)
+    _check("RUN_EVICT_GRACE_S", evict_grace, evict_grace >= 0, "seconds >= 0")
+
+    sample_rate = _read(env, "VOICE_SAMPLE_RATE", env.int, 16000)
+    _check("VOICE_SAMPLE_RATE", sample_rate, 8000 <= sample_rate <= 48000, "8000..48000 Hz")
+    window_ms = _read(env, "VOICE_WINDOW_MS", env.int, 1000)
+    _check("VOICE_WINDOW_MS", window_ms, 100 <= window_ms <= 3000 and window_ms % 100 == 0, "100..3000, a multiple of 100")
+    threshold = _read(env, "VOICE_CONFIDENCE_THRESHOLD", env.float, 0.10)
+    _check("VOICE_CONFIDENCE_THRESHOLD", threshold, 0.0 <= threshold <= 1.0, "0..1")
+    audio_idle = _read(env, "AUDIO_IDLE_TIMEOUT_S", env.float, 30.0)
+    _check("AUDIO_IDLE_TIMEOUT_S", audio_idle, audio_idle > 0, "seconds > 0")
+    max_frame = _read(env, "AUDIO_MAX_FRAME_BYTES", env.int, 65536)
+    _check("AUDIO_MAX_FRAME_BYTES", max_frame, max_frame >= 2, "bytes >= 2")
+
+    agent = _read(env, "LINNET_AGENT", env.str, "notes")
+    _check("LINNET_AGENT", agent, agent in ("notes", "openai"), "'notes' or 'openai'")
+
+    return LinnetConfig(
+        debug=debug,
+        secret_key=secret_key,
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=csrf_trusted_origins,
+        database=database,
+        redis_url=redis_url,
+        session_idle_ttl_s=ttl,
+        session_reap_interval_s=reap_interval,
+        session_gc_after_s=gc_after,
+        session_gc_interval_s=gc_interval,
+        run_evict_grace_s=evict_grace,
+        voice_sample_rate=sample_rate,
+        voice_window_ms=window_ms,
+        voice_confidence_threshold=threshold,
+        audio_idle_timeout_s=audio_idle,
+        audio_max_frame_bytes=max_frame,
+        cf_voice_url=_url_or_none(env, "CF_VOICE_URL"),
+        cf_orch_url=_url_or_none(env, "CF_ORCH_URL"),
+        linnet_agent=agent,
+        openai_base_url=_url_or_none(env, "OPENAI_BASE_URL"),
+        openai_api_key=_read(env, "OPENAI_API_KEY", env.str, "") or None,
+        openai_model=_read(env, "OPENAI_MODEL", env.str, "") or None,
+    )

@@ -1,0 +1,123 @@
+"""Django settings for Linnet; every value comes from `linnet_site.config`."""
+
+from linnet_site.config import BASE_DIR, load_config
+
+CONFIG = load_config()
+
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "sessions_app",
+    "voice_app",
+    "agents_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "linnet_site.urls"
+ASGI_APPLICATION = "linnet_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if CONFIG.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # A burst of tone and delta events must not overflow a subscriber's channel;
+            # what a full channel still drops is healed from the log by seq gap reads.
+            "CONFIG": {"hosts": [CONFIG.redis_url], "capacity": 1000, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Request bodies of the JSON API are small; anything larger is refused with 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+SESSION_IDLE_TTL_S = CONFIG.session_idle_ttl_s
+SESSION_REAP_INTERVAL_S = CONFIG.session_reap_interval_s
+SESSION_GC_AFTER_S = CONFIG.session_gc_after_s
+SESSION_GC_INTERVAL_S = CONFIG.session_gc_interval_s
+RUN_EVICT_GRACE_S = CONFIG.run_evict_grace_s
+VOICE_SAMPLE_RATE = CONFIG.voice_sample_rate
+VOICE_WINDOW_MS = CONFIG.voice_window_ms
+VOICE_CONFIDENCE_THRESHOLD = CONFIG.voice_confidence_threshold
+AUDIO_IDLE_TIMEOUT_S = CONFIG.audio_idle_timeout_s
+AUDIO_MAX_FRAME_BYTES = CONFIG.audio_max_frame_bytes
+CF_VOICE_URL = CONFIG.cf_voice_url
+CF_ORCH_URL = CONFIG.cf_orch_url
+LINNET_AGENT = CONFIG.linnet_agent
+OPENAI_BASE_URL = CONFIG.openai_base_url
+OPENAI_API_KEY = CONFIG.openai_api_key
+OPENAI_MODEL = CONFIG.openai_model
+
+# Presence: each process renews its lease this often; a lease not renewed for
+# PRESENCE_LEASE_TTL_S is expired and its subscriptions are swept.
+PRESENCE_LEASE_RENEW_S = 10
+PRESENCE_LEASE_TTL_S = 30
+PRESENCE_SWEEP_INTERVAL_S = 10
+# A subscriber with more undelivered events than this is closed with 4429.
+EVENTS_SUBSCRIBER_MAX_PENDING = 2000
+SSE_PING_INTERVAL_S = 15

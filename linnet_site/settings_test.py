@@ -1,0 +1,14 @@
+"""Test settings: in-memory layer unless REDIS_URL is set, fast hashing, file-backed SQLite."""
+
+import os
+import tempfile
+
+from linnet_site.settings import *  # noqa: F403
+from linnet_site.settings import DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so worker threads and tests share one database; one per
+    # pytest process so parallel runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"linnet-test-{os.getpid()}.sqlite3")}

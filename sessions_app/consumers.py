@@ -1,0 +1,149 @@
+"""The events WebSocket: replay, then live, per session; heartbeat and input from the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from sessions_app import errors
+from sessions_app.errors import LinnetError
+from sessions_app.services import presence, sessions
+from sessions_app.sockets import (
+    CLOSE_MALFORMED,
+    CLOSE_NORMAL,
+    CLOSE_TOO_FAST,
+    SessionSocketConsumer,
+)
+from sessions_app.streaming import EventCursor
+
+logger = logging.getLogger(__name__)
+
+_subscription_open = database_sync_to_async(presence.subscription_open)
+_subscription_close = database_sync_to_async(presence.subscription_close)
+_session_activate = database_sync_to_async(sessions.session_activate)
+_session_heartbeat = database_sync_to_async(sessions.session_heartbeat)
+_session_input = database_sync_to_async(sessions.session_input)
+
+
+def parse_after(raw: str | None, last_seq: int) -> int:
+    """`after` must be a whole number between 0 and the session's last seq."""
+    if raw is None or raw == "":
+        return 0
+    try:
+        after = int(raw)
+    except ValueError:
+        raise LinnetError(errors.INVALID_REQUEST, f"`after` must be a whole number, got {raw!r}.") from None
+    if not 0 <= after <= last_seq:
+        raise LinnetError(errors.INVALID_REQUEST, f"`after` must be between 0 and the last seq ({last_seq}).")
+    return after
+
+
+class EventsConsumer(SessionSocketConsumer):
+    endpoint = "events"
+
+    async def connect(self) -> None:
+        self.subscription_id: int | None = None
+        self.delivery: asyncio.Task | None = None
+        self.live: deque[list[dict]] = deque()
+        self.live_pending = 0
+        self.live_arrived = asyncio.Event()
+
+        session = await self.open_session()
+        if session is None:
+            return
+        try:
+            after = parse_after(self.query_param("after"), session.last_seq)
+        except LinnetError as exc:
+            await self.close_with_error(CLOSE_MALFORMED, exc.code, exc.message)
+            return
+        self.session = session
+        self.cursor = EventCursor(session.id, after)
+        # Join before reading the log: whatever is published from here on is buffered.
+        await self.channel_layer.group_add(session.group_name, self.channel_name)
+        self.joined = True
+        if not session.is_terminal:
+            await presence.lease_keepalive_start()
+            self.subscription_id = await _subscription_open(session=session, transport="ws")
+            await _session_activate(session=session)
+        self.delivery = asyncio.get_running_loop().create_task(self.deliver())
+
+    async def deliver(self) -> None:
+        """Replay the log, mark the boundary, then stream live events in seq order."""
+        try:
+            async for page in self.cursor.replay():
+                for envelope in page:
+                    await self.send_json(envelope)
+            await self.send_json({"type": "replay.complete", "last_seq": self.cursor.last_seq})
+            while not self.cursor.ended:
+                await self.live_arrived.wait()
+                self.live_arrived.clear()
+                while self.live and not self.cursor.ended:
+                    batch = self.live.popleft()
+                    self.live_pending -= len(batch)
+                    for envelope in await self.cursor.admit(batch):
+                        await self.send_json(envelope)
+            await self.close_normally(CLOSE_NORMAL)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("event delivery for session %s failed", self.session.id)
+            await self.close_with_error(1011, errors.INTERNAL_ERROR)
+
+    async def session_events(self, message: dict) -> None:
+        if self.closing:
+            return
+        events = message["events"]
+        self.live.append(events)
+        self.live_pending += len(events)
+        if self.live_pending > settings.EVENTS_SUBSCRIBER_MAX_PENDING:
+            # Never buffer without bound for a client that cannot keep up; it resumes with after=.
+            self.stop_delivery()
+            await self.close_with_error(
+                CLOSE_TOO_FAST,
+                errors.SUBSCRIBER_TOO_SLOW,
+                f"{errors.MESSAGES[errors.SUBSCRIBER_TOO_SLOW]} Last delivered seq: {self.cursor.last_seq}.",
+            )
+            return
+        self.live_arrived.set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing or not hasattr(self, "session"):
+            return
+        if text_data is None:
+            await self.close_with_error(CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The events socket takes JSON text frames only.")
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.close_with_error(CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The frame is not valid JSON.")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "heartbeat":
+            await _session_heartbeat(session=self.session)
+        elif kind == "input":
+            try:
+                await _session_input(session=self.session, input=message.get("input"))
+            except LinnetError as exc:
+                # A well-formed request the session cannot take: tell the client, keep the stream.
+                await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
+        else:
+            await self.close_with_error(
+                CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, f"Unknown message type {kind!r}; expected heartbeat or input."
+            )
+
+    def stop_delivery(self) -> None:
+        if self.delivery is not None and not self.delivery.done():
+            self.delivery.cancel()
+
+    async def disconnect(self, code: int) -> None:
+        self.stop_delivery()
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
+        if self.subscription_id is not None:
+            await _subscription_close(subscription_id=self.subscription_id)
+            self.subscription_id = None

@@ -1,0 +1,62 @@
+"""Error codes and messages shared by the HTTP API, the sockets and the tests."""
+
+from __future__ import annotations
+
+SESSION_NOT_FOUND = "session_not_found"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN_ORIGIN = "origin_not_allowed"
+NOT_AWAITING_INPUT = "not_awaiting_input"
+SESSION_NOT_ACTIVE = "session_not_active"
+INVALID_REQUEST = "invalid_request"
+VALIDATION_ERROR = "validation_error"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+NOT_FOUND = "not_found"
+INTERNAL_ERROR = "internal_error"
+MALFORMED_MESSAGE = "malformed_message"
+SUBSCRIBER_TOO_SLOW = "subscriber_too_slow"
+ILLEGAL_TRANSITION = "illegal_transition"
+
+SESSION_IDLE = "session_idle"
+SESSION_ABANDONED = "session_abandoned"
+SESSION_ENDED_BY_CLIENT = "ended_by_client"
+SESSION_ENDED_BY_STAFF = "ended_by_staff"
+SESSION_ABORTED_BY_STAFF = "aborted_by_staff"
+
+MESSAGES = {
+    SESSION_NOT_FOUND: "No session with that id.",
+    UNAUTHORIZED: "A valid session token is required (Authorization: Bearer <token> or ?token=).",
+    FORBIDDEN_ORIGIN: "This origin may not open sockets on this server.",
+    NOT_AWAITING_INPUT: "The session is not waiting for input.",
+    SESSION_NOT_ACTIVE: "The session has ended.",
+    PAYLOAD_TOO_LARGE: "The request body is too large.",
+    NOT_FOUND: "No such endpoint.",
+    INTERNAL_ERROR: "Internal server error.",
+    SUBSCRIBER_TOO_SLOW: "Too many undelivered events; reconnect with after=<last seq>.",
+    SESSION_IDLE: "The session had no live subscriber for longer than SESSION_IDLE_TTL_S.",
+    SESSION_ABANDONED: "The session waited for input with no client heartbeat for longer than SESSION_GC_AFTER_S.",
+}
+
+
+class LinnetError(Exception):
+    """A typed, client-facing error: an HTTP status plus a stable code and message."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str | None = None, *, status: int | None = None):
+        super().__init__(message or MESSAGES.get(code, code))
+        self.code = code
+        self.message = message or MESSAGES.get(code, code)
+        if status is not None:
+            self.status = status
+
+    def envelope(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class IllegalTransition(LinnetError):
+    status = 409
+
+    def __init__(self, from_state: str, to_state: str):
+        super().__init__(ILLEGAL_TRANSITION, f"A session cannot go from {from_state} to {to_state}.")
+        self.from_state = from_state
+        self.to_state = to_state

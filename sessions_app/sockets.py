@@ -1,0 +1,111 @@
+"""What every session WebSocket shares: the handshake checks and typed error closes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from sessions_app import errors, metrics, selectors
+from sessions_app.errors import LinnetError
+from sessions_app.models import Session
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_MALFORMED = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_IDLE = 4408
+CLOSE_NOT_ACTIVE = 4409
+CLOSE_TOO_LARGE = 4413
+CLOSE_TOO_FAST = 4429
+
+_HTTP_TO_CLOSE = {401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 409: CLOSE_NOT_ACTIVE, 413: CLOSE_TOO_LARGE}
+
+
+def origin_allowed(origin: str) -> bool:
+    """An Origin is allowed when its host is one of ALLOWED_HOSTS or it is a trusted origin."""
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    domain, _port = split_domain_port(parts.netloc)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+class SessionSocketConsumer(AsyncWebsocketConsumer):
+    """Accepts, then checks origin, session and token, closing with the typed code on failure.
+
+    Accepting first is what lets the client see the error frame and the 44xx close code;
+    a refused handshake would only show it a generic failure.
+    """
+
+    endpoint = "session"
+    closing = False
+
+    def query_param(self, name: str) -> str | None:
+        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
+        return values[-1] if values else None
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope.get("headers", []):
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    async def open_session(self) -> Session | None:
+        """Accept the socket and return the session, or close with the right code and None."""
+        await self.accept()
+        metrics.SOCKETS_OPEN.labels(self.endpoint).inc()
+        origin = self.header(b"origin")
+        if origin is not None and not origin_allowed(origin):
+            await self.close_with_error(CLOSE_FORBIDDEN_ORIGIN, errors.FORBIDDEN_ORIGIN)
+            return None
+        user = self.scope.get("user")
+        token = self.query_param("token")
+        try:
+            session = await database_sync_to_async(selectors.session_get)(
+                session_id=self.scope["url_route"]["kwargs"]["session_id"]
+            )
+            allowed = await database_sync_to_async(selectors.session_may_access)(
+                session=session, token=token, user=user if origin is not None else None
+            )
+        except LinnetError as exc:
+            await self.close_with_error(_HTTP_TO_CLOSE.get(exc.status, CLOSE_MALFORMED), exc.code, exc.message)
+            return None
+        if not allowed:
+            # Cookie identity counts only from a browser (an Origin we checked); a handshake
+            # without Origin must carry the session's token.
+            await self.close_with_error(CLOSE_UNAUTHORIZED, errors.UNAUTHORIZED)
+            return None
+        return session
+
+    async def send_json(self, payload: dict) -> None:
+        await self.send(text_data=json.dumps(payload, separators=(",", ":")))
+
+    async def close_with_error(self, close_code: int, code: str, message: str | None = None) -> None:
+        """Send `{"type": "error", ...}` then close; logged once, here."""
+        if self.closing:
+            return
+        self.closing = True
+        message = message or errors.MESSAGES.get(code, code)
+        logger.info("%s socket %s closed with %d %s: %s", self.endpoint, self.scope.get("path"), close_code, code, message)
+        await self.send_json({"type": "error", "code": code, "message": message, "close_code": close_code})
+        await self.close_normally(close_code)
+
+    async def close_normally(self, close_code: int = CLOSE_NORMAL) -> None:
+        self.closing = True
+        metrics.SOCKETS_CLOSED.labels(self.endpoint, str(close_code)).inc()
+        await self.close(code=close_code)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        metrics.SOCKETS_OPEN.labels(self.endpoint).dec()
+        await super().websocket_disconnect(message)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VoiceAppConfig(AppConfig):
+    name = "voice_app"
+    verbose_name = "Voice"
