@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
+
+# `*_created` series only add noise for counters that live as long as the process.
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -1,0 +1,100 @@
+"""The worker loops: each one a pass function run on an interval until shutdown.
+
+`linnet_worker` runs them alone; `serve` runs them inside the daphne process. Tests call
+the pass functions (`reap_once`, `gc_once`, `presence_sweep_once`, ...) directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from sessions_app import metrics
+from sessions_app.services import presence
+from sessions_app.services.lifecycle import gc_once, reap_once
+from sessions_app.services.presence import presence_sweep_once
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Loop:
+    name: str
+    interval_s: Callable[[], float]
+    run_once: Callable[[], Awaitable[int]]
+    # Called once when the worker stops, after the loop's last pass (e.g. hand back runs).
+    on_shutdown: Callable[[], Awaitable[None]] | None = None
+
+
+def _sync_pass(fn: Callable[..., int]) -> Callable[[], Awaitable[int]]:
+    def run() -> int:
+        # A long-idle worker may hold a connection the database already closed.
+        close_old_connections()
+        return fn()
+
+    return database_sync_to_async(run)
+
+
+def session_loops() -> list[Loop]:
+    return [
+        Loop("reap", lambda: settings.SESSION_REAP_INTERVAL_S, _sync_pass(reap_once)),
+        Loop("gc", lambda: settings.SESSION_GC_INTERVAL_S, _sync_pass(gc_once)),
+        Loop("sweep", lambda: settings.PRESENCE_SWEEP_INTERVAL_S, _sync_pass(presence_sweep_once)),
+    ]
+
+
+def all_loops() -> list[Loop]:
+    from agents_app.worker import agent_loops
+
+    return [*session_loops(), *agent_loops()]
+
+
+class WorkerLoops:
+    """Runs every loop until `stop()`; a failing pass is logged and retried next interval."""
+
+    def __init__(self, loops: list[Loop]) -> None:
+        self.loops = loops
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    async def run(self) -> None:
+        await database_sync_to_async(presence.current_worker_id)()
+        await presence.lease_keepalive_start()
+        self.tasks = [asyncio.create_task(self._run_loop(loop), name=f"linnet-{loop.name}") for loop in self.loops]
+        await asyncio.gather(*self.tasks)
+
+    async def _run_loop(self, loop: Loop) -> None:
+        record = database_sync_to_async(presence.worker_record_pass)
+        while not self.stopping.is_set():
+            started = time.perf_counter()
+            try:
+                count = await loop.run_once()
+                elapsed = time.perf_counter() - started
+                metrics.LOOP_PASS_SECONDS.labels(loop.name).observe(elapsed)
+                await record(loop=loop.name, count=count, seconds=elapsed)
+            except Exception:
+                logger.exception("worker loop %s: pass failed; retrying next interval", loop.name)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=loop.interval_s())
+            except TimeoutError:
+                pass
+
+    async def stop(self, *, timeout_s: float = 20.0) -> None:
+        """Stop claiming work, let each loop finish its pass, run shutdown hooks, drop presence."""
+        self.stopping.set()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=timeout_s)
+        for loop in self.loops:
+            if loop.on_shutdown is not None:
+                try:
+                    await asyncio.wait_for(loop.on_shutdown(), timeout=timeout_s)
+                except Exception:
+                    logger.exception("worker loop %s: shutdown hook failed", loop.name)
+        await database_sync_to_async(presence.worker_stop)()
