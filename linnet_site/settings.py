@@ -93,7 +93,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # Client errors are logged once, by the API's own handler; django.request keeps the 5xx.
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "django.request": {"level": "ERROR"}},
 }
 
 SESSION_IDLE_TTL_S = CONFIG.session_idle_ttl_s

@@ -12,8 +12,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
+from ninja.errors import ValidationError
 from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
 
 from agents_app.selectors import messages_json
 from sessions_app import errors, selectors
@@ -72,9 +74,29 @@ def session_urls(request: HttpRequest, session: Session, token: str) -> dict:
     }
 
 
-@router.post("/sessions", response={201: SessionCreatedOut, 422: ErrorOut}, summary="Open a session")
-def session_create(request: HttpRequest, payload: SessionCreateIn | None = None):
-    payload = payload or SessionCreateIn()
+def json_body(request: HttpRequest, schema: type[Schema]) -> Schema:
+    """Validate an optional JSON body (an empty body means every default)."""
+    raw = request.body
+    if not raw.strip():
+        return schema()
+    try:
+        return schema.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise LinnetError(errors.INVALID_REQUEST, "The request body is not valid JSON.") from None
+        raise ValidationError(exc.errors(include_url=False, include_context=False)) from None
+
+
+@router.post(
+    "/sessions",
+    response={201: SessionCreatedOut, 400: ErrorOut, 422: ErrorOut},
+    summary="Open a session",
+    openapi_extra={
+        "requestBody": {"required": False, "content": {"application/json": {"schema": SessionCreateIn.model_json_schema()}}}
+    },
+)
+def session_create(request: HttpRequest):
+    payload = json_body(request, SessionCreateIn)
     session, token = sessions.session_open(
         kind=payload.kind,
         elcor=payload.elcor,
@@ -84,7 +106,7 @@ def session_create(request: HttpRequest, payload: SessionCreateIn | None = None)
         owner=request.user,
     )
     body = selectors.session_json(session)
-    return 201, {**body, "token": token, "urls": session_urls(request, session, token)}
+    return Status(201, {**body, "token": token, "urls": session_urls(request, session, token)})
 
 
 @router.get("/sessions/{session_id}", response={200: SessionOut, **ERRORS}, summary="Read a session (liveness check)")
@@ -102,7 +124,7 @@ def session_delete(request: HttpRequest, session_id: str):
 @router.post("/sessions/{session_id}/heartbeat", response={204: None, **ERRORS}, summary="Client heartbeat")
 def session_heartbeat(request: HttpRequest, session_id: str):
     sessions.session_heartbeat(session=authorized_session(request, session_id))
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(

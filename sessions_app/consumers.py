@@ -103,11 +103,7 @@ class EventsConsumer(SessionSocketConsumer):
         if self.live_pending > settings.EVENTS_SUBSCRIBER_MAX_PENDING:
             # Never buffer without bound for a client that cannot keep up; it resumes with after=.
             self.stop_delivery()
-            await self.close_with_error(
-                CLOSE_TOO_FAST,
-                errors.SUBSCRIBER_TOO_SLOW,
-                f"{errors.MESSAGES[errors.SUBSCRIBER_TOO_SLOW]} Last delivered seq: {self.cursor.last_seq}.",
-            )
+            await self.close_with_error(CLOSE_TOO_FAST, errors.SUBSCRIBER_TOO_SLOW)
             return
         self.live_arrived.set()
 
