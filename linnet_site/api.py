@@ -44,9 +44,7 @@ def _linnet_error(request: HttpRequest, exc: LinnetError) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    details = [
-        {"loc": [str(part) for part in item.get("loc", [])], "msg": item.get("msg", "")} for item in exc.errors
-    ]
+    details = [{"loc": [str(part) for part in item.get("loc", [])], "msg": item.get("msg", "")} for item in exc.errors]
     logger.info("%s %s -> 422 validation_error", request.method, request.path)
     summary = "; ".join(f"{'.'.join(d['loc'][1:]) or d['loc'][0] if d['loc'] else 'body'}: {d['msg']}" for d in details)
     return error_response(422, errors.VALIDATION_ERROR, summary or "The request is invalid.", details=details)

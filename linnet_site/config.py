@@ -88,7 +88,10 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
     for origin in csrf_trusted_origins:
         _check("CSRF_TRUSTED_ORIGINS", origin, "://" in origin, "origins like https://example.com")
 
-    database = _read(env, "DATABASE_URL", env.db_url, f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    database_url = _read(env, "DATABASE_URL", env.str, f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+    scheme = database_url.split("://", 1)[0]
+    _check("DATABASE_URL", database_url, scheme in environ.Env.DB_SCHEMES, "a database URL such as postgres://...")
+    database = environ.Env.db_url_config(database_url)
     if database["ENGINE"].endswith("sqlite3"):
         # IMMEDIATE makes concurrent writers queue on the lock instead of failing with
         # "database is locked" when a read transaction tries to upgrade.
@@ -111,7 +114,9 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
     sample_rate = _read(env, "VOICE_SAMPLE_RATE", env.int, 16000)
     _check("VOICE_SAMPLE_RATE", sample_rate, 8000 <= sample_rate <= 48000, "8000..48000 Hz")
     window_ms = _read(env, "VOICE_WINDOW_MS", env.int, 1000)
-    _check("VOICE_WINDOW_MS", window_ms, 100 <= window_ms <= 3000 and window_ms % 100 == 0, "100..3000, a multiple of 100")
+    _check(
+        "VOICE_WINDOW_MS", window_ms, 100 <= window_ms <= 3000 and window_ms % 100 == 0, "100..3000, a multiple of 100"
+    )
     threshold = _read(env, "VOICE_CONFIDENCE_THRESHOLD", env.float, 0.10)
     _check("VOICE_CONFIDENCE_THRESHOLD", threshold, 0.0 <= threshold <= 1.0, "0..1")
     audio_idle = _read(env, "AUDIO_IDLE_TIMEOUT_S", env.float, 30.0)

@@ -66,7 +66,7 @@ def authorized_session(request: HttpRequest, session_id: str) -> Session:
 
 def session_urls(request: HttpRequest, session: Session, token: str) -> dict:
     http_base = request.build_absolute_uri("/").rstrip("/")
-    ws_base = "ws" + http_base[len("http"):]
+    ws_base = "ws" + http_base[len("http") :]
     return {
         "events_ws": f"{ws_base}/ws/sessions/{session.id}/events?token={token}",
         "audio_ws": f"{ws_base}/ws/sessions/{session.id}/audio?token={token}",
@@ -92,7 +92,10 @@ def json_body(request: HttpRequest, schema: type[Schema]) -> Schema:
     response={201: SessionCreatedOut, 400: ErrorOut, 422: ErrorOut},
     summary="Open a session",
     openapi_extra={
-        "requestBody": {"required": False, "content": {"application/json": {"schema": SessionCreateIn.model_json_schema()}}}
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": SessionCreateIn.model_json_schema()}},
+        }
     },
 )
 def session_create(request: HttpRequest):

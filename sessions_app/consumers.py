@@ -111,7 +111,9 @@ class EventsConsumer(SessionSocketConsumer):
         if self.closing or not hasattr(self, "session"):
             return
         if text_data is None:
-            await self.close_with_error(CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The events socket takes JSON text frames only.")
+            await self.close_with_error(
+                CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The events socket takes JSON text frames only."
+            )
             return
         try:
             message = json.loads(text_data)
@@ -129,7 +131,9 @@ class EventsConsumer(SessionSocketConsumer):
                 await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
         else:
             await self.close_with_error(
-                CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, f"Unknown message type {kind!r}; expected heartbeat or input."
+                CLOSE_MALFORMED,
+                errors.MALFORMED_MESSAGE,
+                f"Unknown message type {kind!r}; expected heartbeat or input.",
             )
 
     def stop_delivery(self) -> None:

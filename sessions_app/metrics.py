@@ -23,7 +23,10 @@ SOCKETS_OPEN = Gauge(
     "linnet_sockets_open", "Open sockets in this process, by endpoint.", ["endpoint"], registry=REGISTRY
 )
 SOCKETS_CLOSED = Counter(
-    "linnet_sockets_closed_total", "Sockets closed, by endpoint and close code.", ["endpoint", "code"], registry=REGISTRY
+    "linnet_sockets_closed_total",
+    "Sockets closed, by endpoint and close code.",
+    ["endpoint", "code"],
+    registry=REGISTRY,
 )
 LOOP_PASS_SECONDS = Histogram(
     "linnet_loop_pass_seconds", "Time one worker-loop pass took.", ["loop"], registry=REGISTRY

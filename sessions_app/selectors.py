@@ -59,7 +59,11 @@ def session_counts_by_state() -> dict[str, int]:
 
 
 def events_after(
-    *, session_id: uuid.UUID | str, after: int = 0, types: list[str] | None = None, limit: int = EVENT_PAGE,
+    *,
+    session_id: uuid.UUID | str,
+    after: int = 0,
+    types: list[str] | None = None,
+    limit: int = EVENT_PAGE,
     until: int | None = None,
 ) -> list[dict]:
     """Up to `limit` event envelopes with seq > after (and <= until), in seq order."""

@@ -97,7 +97,9 @@ class SessionSocketConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         message = message or errors.MESSAGES.get(code, code)
-        logger.info("%s socket %s closed with %d %s: %s", self.endpoint, self.scope.get("path"), close_code, code, message)
+        logger.info(
+            "%s socket %s closed with %d %s: %s", self.endpoint, self.scope.get("path"), close_code, code, message
+        )
         await self.send_json({"type": "error", "code": code, "message": message, "close_code": close_code})
         await self.close_normally(close_code)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -14,20 +12,9 @@ from channels.testing import WebsocketCommunicator
 
 from sessions_app.services.presence import PROCESS
 from sessions_app.services.sessions import session_open
+from tests.services import REQUIRE_SERVICES, service_reachable
 
 ORIGIN = (b"origin", b"http://localhost")
-
-REQUIRE_SERVICES = os.environ.get("LINNET_REQUIRE_SERVICES") == "1"
-
-
-def service_reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 def require_service(name: str, url: str | None, default_port: int) -> str:
     """Skip a test whose service is missing, or fail when LINNET_REQUIRE_SERVICES=1."""

@@ -1,9 +1,8 @@
-import asyncio
 import json
 
 import pytest
-from channels.db import database_sync_to_async
 from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
 
 from sessions_app.models import Subscription
 from sessions_app.services.events import event_append

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_requested.set)
         running = asyncio.create_task(worker.run())
-        logger.info("linnet_worker started (loops: %s)", ", ".join(l.name for l in worker.loops))
+        logger.info("linnet_worker started (loops: %s)", ", ".join(loop.name for loop in worker.loops))
         await stop_requested.wait()
         logger.info("linnet_worker stopping")
         await worker.stop()

@@ -36,9 +36,11 @@ class Command(BaseCommand):
         presence.PROCESS.role = "web" if no_worker else "serve"
         worker = None if no_worker else WorkerLoops(all_loops())
 
+        running: list[asyncio.Future] = []
+
         def start_worker() -> None:
             if worker is not None:
-                asyncio.ensure_future(worker.run())
+                running.append(asyncio.ensure_future(worker.run()))
             self.stdout.write(f"Linnet serving on http://{host}:{port}/ (admin: http://{host}:{port}/admin/)")
 
         def stop_worker():

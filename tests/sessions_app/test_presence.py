@@ -1,0 +1,92 @@
+from datetime import timedelta
+
+import pytest
+
+from sessions_app import selectors
+from sessions_app.clock import utcnow
+from sessions_app.models import Session, Subscription, Worker
+from sessions_app.services import presence
+from sessions_app.services.presence import (
+    presence_sweep_once,
+    subscription_close,
+    subscription_open,
+    worker_register,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_last_subscriber_leaving_starts_the_idle_clock(make_session):
+    session, _ = make_session()
+    now = utcnow()
+    first = subscription_open(session=session, transport="ws", now=now)
+    second = subscription_open(session=session, transport="sse", now=now)
+    assert selectors.subscriber_count(session_id=session.id, now=now) == 2
+
+    subscription_close(subscription_id=first, now=now + timedelta(seconds=1))
+    session.refresh_from_db()
+    assert session.last_subscriber_left_at is None
+
+    subscription_close(subscription_id=second, now=now + timedelta(seconds=2))
+    session.refresh_from_db()
+    assert session.last_subscriber_left_at == now + timedelta(seconds=2)
+    assert selectors.subscriber_count(session_id=session.id, now=now) == 0
+
+
+def test_new_subscriber_clears_the_idle_clock(make_session):
+    session, _ = make_session()
+    Session.objects.filter(pk=session.pk).update(last_subscriber_left_at=utcnow())
+    subscription_open(session=session, transport="ws")
+    session.refresh_from_db()
+    assert session.last_subscriber_left_at is None
+
+
+def test_killed_process_subscriptions_expire_and_are_swept(make_session, settings):
+    """A process that dies without closing its sockets stops renewing; within the lease TTL
+    its subscribers stop counting, and the sweep deletes them and starts the idle clock."""
+    session, _ = make_session()
+    other, _ = make_session()
+    start = utcnow()
+    dead = worker_register(role="web", now=start)
+    Subscription.objects.create(session=session, worker=dead, transport="ws")
+    presence.PROCESS.worker_id = None  # this test process gets a lease of its own
+    alive_sub = subscription_open(session=other, transport="ws", now=start)
+    assert alive_sub
+
+    # This process keeps renewing; the dead one stopped at `start`.
+    presence.worker_renew(now=start + timedelta(seconds=settings.PRESENCE_LEASE_RENEW_S))
+    later = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 1)
+    presence.worker_renew(now=later)
+    assert selectors.subscriber_count(session_id=session.id, now=later) == 0
+    assert selectors.subscriber_count(session_id=other.id, now=later) == 1
+
+    assert presence_sweep_once(now=later) == 1
+    session.refresh_from_db()
+    other.refresh_from_db()
+    assert session.last_subscriber_left_at == later
+    assert other.last_subscriber_left_at is None
+    assert Worker.objects.get(pk=dead.pk).stopped_at == later
+    assert Subscription.objects.filter(session=other).count() == 1
+
+
+def test_lapsed_own_lease_is_replaced_not_revived(make_session, settings):
+    make_session()
+    start = utcnow()
+    first = presence.current_worker_id(now=start)
+    later = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 5)
+
+    second = presence.current_worker_id(now=later)
+
+    assert second != first
+    assert Worker.objects.get(pk=second).lease_expires_at > later
+
+
+def test_graceful_stop_drops_this_process_subscriptions(make_session):
+    session, _ = make_session()
+    subscription_open(session=session, transport="ws")
+
+    presence.worker_stop()
+
+    session.refresh_from_db()
+    assert Subscription.objects.count() == 0
+    assert session.last_subscriber_left_at is not None
