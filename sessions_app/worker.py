@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from sessions_app import metrics
 from sessions_app.services import presence
@@ -33,20 +32,12 @@ class Loop:
     on_shutdown: Callable[[], Awaitable[None]] | None = None
 
 
-def _sync_pass(fn: Callable[..., int]) -> Callable[[], Awaitable[int]]:
-    def run() -> int:
-        # A long-idle worker may hold a connection the database already closed.
-        close_old_connections()
-        return fn()
-
-    return database_sync_to_async(run)
-
-
 def session_loops() -> list[Loop]:
+    # database_sync_to_async drops connections the database closed while the loop slept.
     return [
-        Loop("reap", lambda: settings.SESSION_REAP_INTERVAL_S, _sync_pass(reap_once)),
-        Loop("gc", lambda: settings.SESSION_GC_INTERVAL_S, _sync_pass(gc_once)),
-        Loop("sweep", lambda: settings.PRESENCE_SWEEP_INTERVAL_S, _sync_pass(presence_sweep_once)),
+        Loop("reap", lambda: settings.SESSION_REAP_INTERVAL_S, database_sync_to_async(reap_once)),
+        Loop("gc", lambda: settings.SESSION_GC_INTERVAL_S, database_sync_to_async(gc_once)),
+        Loop("sweep", lambda: settings.PRESENCE_SWEEP_INTERVAL_S, database_sync_to_async(presence_sweep_once)),
     ]
 
 
