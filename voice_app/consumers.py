@@ -1,0 +1,173 @@
+"""The audio ingest WebSocket: parse frames, authorise, and hand audio to the stream's pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from sessions_app import errors as session_errors
+from sessions_app.errors import LinnetError
+from sessions_app.services import presence
+from sessions_app.sockets import CLOSE_IDLE, CLOSE_NORMAL, CLOSE_NOT_ACTIVE, SessionSocketConsumer
+from voice_app import errors, services
+from voice_app.frames import AudioFrame, FrameError, frame_from_bytes, frame_from_text
+from voice_app.pipeline import VoicePipeline
+
+CLOSE_INTERNAL_ERROR = 1011
+
+_stream_open = database_sync_to_async(services.audio_stream_open)
+_stream_close = database_sync_to_async(services.audio_stream_close)
+
+
+class AudioConsumer(SessionSocketConsumer):
+    endpoint = "audio"
+
+    async def connect(self) -> None:
+        self.pipeline: VoicePipeline | None = None
+        self.stream_id: int | None = None
+        self.joined = False
+        self.finishing = False
+        self.ending = False
+        self.idle_watch: asyncio.Task | None = None
+        self.teardown_lock = asyncio.Lock()
+        self.torn_down = False
+
+        session = await self.open_session()
+        if session is None:
+            return
+        self.session = session
+        # Join before claiming, so an end that lands right after the claim still reaches us.
+        await self.channel_layer.group_add(session.group_name, self.channel_name)
+        self.joined = True
+        try:
+            stream = await _stream_open(session=session)
+        except LinnetError as exc:
+            await self.end_stream(CLOSE_NOT_ACTIVE, error=(exc.code, exc.message))
+            return
+        self.stream_id = stream.pk
+        # The claim is only as alive as this process's lease, so keep the lease renewed.
+        await presence.lease_keepalive_start()
+        self.last_activity = time.monotonic()
+        self.pipeline = VoicePipeline(
+            session=session,
+            stream_id=stream.pk,
+            on_window=self.send_ack,
+            on_failure=self.pipeline_failed,
+            now=self.last_activity,
+        )
+        await self.send_json(
+            {
+                "type": "ready",
+                "session_id": str(session.id),
+                "sample_rate": self.pipeline.options.sample_rate,
+                "window_ms": self.pipeline.options.window_ms,
+            }
+        )
+        self.pipeline.start()
+        self.idle_watch = asyncio.get_running_loop().create_task(self.watch_idle())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.ending or self.pipeline is None:
+            return
+        max_bytes = settings.AUDIO_MAX_FRAME_BYTES
+        try:
+            if bytes_data is not None:
+                frame = frame_from_bytes(bytes_data, max_bytes=max_bytes)
+            else:
+                frame = frame_from_text(text_data or "", max_bytes=max_bytes)
+            now = time.monotonic()
+            if isinstance(frame, AudioFrame):
+                self.pipeline.feed(frame.pcm, now=now)
+        except FrameError as exc:
+            await self.end_stream(exc.close_code, error=(exc.code, exc.message))
+            return
+        self.last_activity = now
+        if isinstance(frame, AudioFrame):
+            return
+        if frame.type == "finalize":
+            self.pipeline.finalize()
+        elif frame.type == "close":
+            await self.finish()
+
+    async def finish(self) -> None:
+        """The client's `close`: classify what is buffered, send the summary, close 1000."""
+        self.finishing = True
+        await self.pipeline.finish()
+        await self.end_stream(CLOSE_NORMAL)
+
+    async def session_events(self, message: dict) -> None:
+        if self.ending or self.pipeline is None:
+            return
+        if any(envelope.get("type") == "session.ended" for envelope in message.get("events", [])):
+            await self.end_stream(CLOSE_NORMAL)
+
+    async def end_stream(self, close_code: int, *, error: tuple[str, str] | None = None) -> None:
+        """Free the session first, then tell the client: once it sees the close, it may reattach.
+
+        A normal close carries the `closed` summary; any other carries the `error` frame.
+        """
+        if self.ending:
+            return
+        self.ending = True
+        await self.teardown(close_code)
+        if error is not None:
+            await self.close_with_error(close_code, *error)
+            return
+        await self.send_json(self.summary())
+        await self.close_normally(close_code)
+
+    def summary(self) -> dict:
+        return {
+            "type": "closed",
+            "frames": self.pipeline.frames,
+            "bytes": self.pipeline.bytes,
+            "windows": self.pipeline.windows,
+        }
+
+    async def send_ack(self) -> None:
+        if not self.ending:
+            await self.send_json({"type": "ack", "frames": self.pipeline.frames, "bytes": self.pipeline.bytes})
+
+    async def pipeline_failed(self) -> None:
+        await self.end_stream(
+            CLOSE_INTERNAL_ERROR,
+            error=(session_errors.INTERNAL_ERROR, session_errors.MESSAGES[session_errors.INTERNAL_ERROR]),
+        )
+
+    async def watch_idle(self) -> None:
+        timeout = settings.AUDIO_IDLE_TIMEOUT_S
+        while not (self.ending or self.finishing):
+            remaining = self.last_activity + timeout - time.monotonic()
+            if remaining <= 0:
+                await self.end_stream(
+                    CLOSE_IDLE, error=(errors.AUDIO_IDLE, f"No audio or keepalive for {timeout:g} s.")
+                )
+                return
+            await asyncio.sleep(remaining)
+
+    async def teardown(self, close_code: int | None) -> None:
+        """Stop the pipeline, leave the group and free the session for the next producer (once)."""
+        async with self.teardown_lock:
+            if self.torn_down:
+                return
+            self.torn_down = True
+            if self.idle_watch is not None and self.idle_watch is not asyncio.current_task():
+                self.idle_watch.cancel()
+            if self.pipeline is not None:
+                await self.pipeline.stop()
+            if self.joined:
+                await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
+            if self.stream_id is not None:
+                await _stream_close(
+                    stream_id=self.stream_id,
+                    frames=self.pipeline.frames if self.pipeline else 0,
+                    bytes_received=self.pipeline.bytes if self.pipeline else 0,
+                    windows=self.pipeline.windows if self.pipeline else 0,
+                    close_code=close_code,
+                )
+
+    async def disconnect(self, code: int) -> None:
+        await self.teardown(code)

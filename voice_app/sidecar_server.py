@@ -1,0 +1,217 @@
+"""A cf-voice-compatible HTTP server around the in-process classifier (`manage.py voice_sidecar`).
+
+Built on the standard library's ThreadingHTTPServer: classification is synchronous CPU work
+(numpy), so a thread per connection is the natural fit, there is no event loop to keep free,
+and the sidecar adds no dependency. It never touches the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+from collections import OrderedDict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+from voice_app import errors
+from voice_app.classifier import SessionClassifier, VoiceEvent
+
+logger = logging.getLogger(__name__)
+
+# A 3 s window of 48 kHz audio is under 400 kB of base64; anything far larger is a mistake.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# Each classifier holds one session's running baseline; the least recently used go first.
+MAX_SESSIONS = 256
+
+
+class ClassifierCache:
+    """A bounded LRU of per-session classifiers, each with a lock that keeps its windows in order."""
+
+    def __init__(self, *, sample_rate: int, confidence_threshold: float, max_sessions: int = MAX_SESSIONS) -> None:
+        self.sample_rate = sample_rate
+        self.confidence_threshold = confidence_threshold
+        self.max_sessions = max_sessions
+        self.entries: OrderedDict[tuple[str, bool], tuple[SessionClassifier, threading.Lock]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, *, session_id: str, elcor: bool) -> tuple[SessionClassifier, threading.Lock]:
+        key = (session_id, elcor)
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                classifier = SessionClassifier(
+                    sample_rate=self.sample_rate, elcor=elcor, confidence_threshold=self.confidence_threshold
+                )
+                entry = self.entries[key] = (classifier, threading.Lock())
+                while len(self.entries) > self.max_sessions:
+                    self.entries.popitem(last=False)
+            else:
+                self.entries.move_to_end(key)
+            return entry
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class ClassifyRequestError(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _bad_request(message: str) -> ClassifyRequestError:
+    return ClassifyRequestError(HTTPStatus.BAD_REQUEST, errors.INVALID_REQUEST, message)
+
+
+def classify_request_parse(body: bytes) -> tuple[np.ndarray, float, str, bool]:
+    """Validate a /classify body; returns (pcm, timestamp, session_id, elcor)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise _bad_request("The body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise _bad_request("The body must be a JSON object.")
+    chunk = payload.get("audio_chunk")
+    if not isinstance(chunk, str):
+        raise _bad_request("`audio_chunk` (base64 PCM16) is required.")
+    try:
+        pcm = base64.b64decode(chunk, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_request("`audio_chunk` is not valid base64.") from None
+    if not pcm or len(pcm) % 2:
+        raise _bad_request("`audio_chunk` must hold whole 16-bit samples (a non-empty, even number of bytes).")
+    timestamp = payload.get("timestamp", 0.0)
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or timestamp < 0:
+        raise _bad_request("`timestamp` must be a number of seconds >= 0.")
+    session_id = payload.get("session_id", "")
+    if not isinstance(session_id, str):
+        raise _bad_request("`session_id` must be a string.")
+    elcor = payload.get("elcor", False)
+    if not isinstance(elcor, bool):
+        raise _bad_request("`elcor` must be true or false.")
+    # language and num_speakers are part of the protocol; this classifier reads prosody only,
+    # whatever the language, and does not separate speakers, but still checks their types.
+    if not isinstance(payload.get("language", ""), str):
+        raise _bad_request("`language` must be a string.")
+    num_speakers = payload.get("num_speakers")
+    if num_speakers is not None and (isinstance(num_speakers, bool) or not isinstance(num_speakers, int)):
+        raise _bad_request("`num_speakers` must be a whole number or null.")
+    return np.frombuffer(pcm, dtype="<i2"), float(timestamp), session_id, elcor
+
+
+def sidecar_event_json(event: VoiceEvent) -> dict:
+    """One classifier event in cf-voice's shape; tone extras ride along for Linnet to reuse."""
+    data = event.data
+    body = {
+        "event_type": event.type,
+        "label": data.get("label"),
+        "confidence": data.get("confidence"),
+        "timestamp": data.get("start"),
+    }
+    if event.type == "tone":
+        body.update(
+            speaker_id=data.get("speaker_id"),
+            shift_magnitude=data.get("shift_magnitude"),
+            shift_direction=data.get("shift_direction"),
+            prosody_flags=data.get("prosody_flags", []),
+        )
+    return body
+
+
+class SidecarServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], *, classifiers: ClassifierCache) -> None:
+        super().__init__(address, SidecarRequestHandler)
+        self.classifiers = classifiers
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class SidecarRequestHandler(BaseHTTPRequestHandler):
+    server: SidecarServer
+    # Keep-alive, so Linnet's pooled client reuses its connections.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the body of every answer on
+    # a kept-alive connection waited for the client's delayed ACK (about 40 ms).
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        if self.path != "/health":
+            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, "No such endpoint; try GET /health or POST /classify.")
+            return
+        self._json(
+            HTTPStatus.OK,
+            {
+                "status": "ready",
+                "sample_rate": self.server.classifiers.sample_rate,
+                "sessions": len(self.server.classifiers),
+            },
+        )
+
+    def do_POST(self) -> None:
+        if self.path != "/classify":
+            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, "No such endpoint; try GET /health or POST /classify.")
+            return
+        try:
+            body = self._body()
+            pcm, timestamp, session_id, elcor = classify_request_parse(body)
+        except ClassifyRequestError as exc:
+            self._error(exc.status, exc.code, exc.message)
+            return
+        classifier, lock = self.server.classifiers.get(session_id=session_id, elcor=elcor)
+        end = timestamp + len(pcm) / self.server.classifiers.sample_rate
+        try:
+            with lock:
+                events = classifier.classify(pcm, start=timestamp, end=end)
+        except Exception:
+            logger.exception("classifying %.1f-%.1f s of session %r failed", timestamp, end, session_id)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, errors.INTERNAL_ERROR, "The window could not be classified.")
+            return
+        self._json(HTTPStatus.OK, {"events": [sidecar_event_json(event) for event in events]})
+
+    def _body(self) -> bytes:
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None or not raw_length.isdigit():
+            self.close_connection = True
+            raise _bad_request("A Content-Length header is required.")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            # The unread body would otherwise be parsed as the next request.
+            self.close_connection = True
+            raise ClassifyRequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                errors.PAYLOAD_TOO_LARGE,
+                f"The body is {length} bytes; the limit is {MAX_BODY_BYTES}.",
+            )
+        return self.rfile.read(length)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The base class answers malformed requests and unknown methods with an HTML page.
+        self.close_connection = True
+        status = HTTPStatus(code)
+        self._error(status, errors.INVALID_REQUEST, message or status.phrase)
+
+    def _error(self, status: HTTPStatus, code: str, message: str) -> None:
+        self._json(status, {"error": {"code": code, "message": message}})
+
+    def _json(self, status: HTTPStatus, payload: dict) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)

@@ -1,0 +1,72 @@
+"""Cutting a PCM16 byte stream into classification windows, and the audio rate limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BYTES_PER_SAMPLE = 2
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """`pcm` is PCM16 LE mono; `start`/`end` are seconds into the stream by samples received."""
+
+    pcm: bytes
+    start: float
+    end: float
+
+
+class AudioWindower:
+    """Cuts frames of any size into exact `window_ms` windows; a window may span frames."""
+
+    def __init__(self, *, sample_rate: int, window_ms: int) -> None:
+        self.sample_rate = sample_rate
+        self.window_bytes = sample_rate * window_ms // 1000 * BYTES_PER_SAMPLE
+        self.buffer = bytearray()
+        self.samples_cut = 0
+
+    def feed(self, pcm: bytes) -> list[AudioWindow]:
+        """Add audio and return every window it completed, oldest first."""
+        self.buffer += pcm
+        windows = []
+        while len(self.buffer) >= self.window_bytes:
+            windows.append(self._cut(self.window_bytes))
+        return windows
+
+    def flush(self) -> AudioWindow | None:
+        """The partial window buffered so far (finalize / close), or None when there is none."""
+        if not self.buffer:
+            return None
+        return self._cut(len(self.buffer))
+
+    def _cut(self, size: int) -> AudioWindow:
+        pcm = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        samples = size // BYTES_PER_SAMPLE
+        start = self.samples_cut / self.sample_rate
+        self.samples_cut += samples
+        return AudioWindow(pcm=pcm, start=start, end=self.samples_cut / self.sample_rate)
+
+
+class AudioRateLimiter:
+    """A token bucket in bytes: refills at `factor` × real time, holds `burst_s` of audio.
+
+    A client may send a short burst (a reconnect flushing its buffer) but not keep
+    sending faster than `factor` × real time; the bucket always admits one maximum frame.
+    """
+
+    def __init__(self, *, sample_rate: int, factor: float, burst_s: float, max_frame_bytes: int, now: float) -> None:
+        bytes_per_second = sample_rate * BYTES_PER_SAMPLE
+        self.rate = factor * bytes_per_second
+        self.capacity = max(burst_s * bytes_per_second, float(max_frame_bytes))
+        self.tokens = self.capacity
+        self.updated_at = now
+
+    def admit(self, size: int, *, now: float) -> bool:
+        """Take `size` bytes from the bucket; False when the client is sending too fast."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated_at) * self.rate)
+        self.updated_at = now
+        if size > self.tokens:
+            return False
+        self.tokens -= size
+        return True
