@@ -20,16 +20,32 @@ class RunStatus(models.TextChoices):
 
 
 IN_FLIGHT_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.INPUT_REQUIRED})
+# Claimed by a worker: these hold a lease, and a session has at most one of them at a time.
+DRAINING_RUN_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.INPUT_REQUIRED})
 FINISHED_RUN_STATUSES = frozenset({RunStatus.DONE, RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED})
 
 
 class Run(models.Model):
+    """One agent generation in a session: `queued → running ⇄ input_required → finished`.
+
+    `worker` and `lease_expires_at` are the drain's lease: a run whose lease lapsed is
+    ended `interrupted` by whichever worker notices. `output` is everything the run has
+    published so far, written in the same transaction as its `run.delta` events, so the
+    partial survives the drain's process being killed.
+    """
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
     agent = models.CharField(max_length=32)
     input = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    phase = models.CharField(max_length=32, blank=True)
     stop_requested = models.BooleanField(default=False)
+    output = models.TextField(blank=True)
+    # While input_required: {"fields": [...], "reason": ...}.
+    input_request = models.JSONField(null=True, blank=True)
+    # An answer delivered to the run that its drain has not picked up yet.
+    input_answer = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -40,6 +56,10 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="run_status_created"),
+            models.Index(fields=["session", "status"], name="run_session_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.agent} run {self.id} ({self.status})"
@@ -48,6 +68,10 @@ class Run(models.Model):
     def in_flight(self) -> bool:
         return self.status in IN_FLIGHT_RUN_STATUSES
 
+    @property
+    def is_draining(self) -> bool:
+        return self.status in DRAINING_RUN_STATUSES
+
 
 class MessageRole(models.TextChoices):
     USER = "user"
@@ -55,6 +79,8 @@ class MessageRole(models.TextChoices):
 
 
 class Message(models.Model):
+    """A turn of the session's conversation: a run's input, or its (possibly partial) output."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")

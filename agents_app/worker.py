@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.db import close_old_connections
+
+from agents_app import conf
+from agents_app.drains import DrainPool
+from agents_app.services import compact_once, run_expire_once
 from sessions_app.worker import Loop
 
 
+def _sync_pass(fn: Callable[[], int]) -> Callable[[], Awaitable[int]]:
+    def run() -> int:
+        # A long-idle worker may hold a connection the database already closed.
+        close_old_connections()
+        return fn()
+
+    return database_sync_to_async(run)
+
+
 def agent_loops() -> list[Loop]:
-    return []
+    pool = DrainPool()
+    return [
+        Loop("drain", conf.claim_interval_s, pool.claim_once, on_shutdown=pool.shutdown),
+        Loop("run_expire", conf.expire_interval_s, _sync_pass(run_expire_once)),
+        Loop("compact", conf.compact_interval_s, _sync_pass(compact_once)),
+    ]

@@ -1,0 +1,339 @@
+"""Drains: runs that outlive their clients, stops that keep the partial, and ordered double-sends."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import OperationalError
+
+from agents_app import drains
+from agents_app.agents.base import AgentError, Delta, Phase
+from agents_app.models import Message, Run, RunStatus
+from agents_app.services import run_start, run_stop
+from sessions_app.services.events import events_append
+from tests.agents_app.conftest import alog, drained, run_text, until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+_run_start = database_sync_to_async(run_start)
+_run_stop = database_sync_to_async(run_stop)
+
+
+def _tones(session_id) -> None:
+    events_append(
+        session_id=session_id,
+        items=[
+            (
+                "tone",
+                {
+                    "label": "calm",
+                    "confidence": 0.8,
+                    "speaker_id": "S1",
+                    "shift_magnitude": 0.0,
+                    "shift_direction": "stable",
+                    "affect": "neutral",
+                    "start": 0.0,
+                    "end": 1.0,
+                },
+            ),
+            (
+                "tone",
+                {
+                    "label": "tense",
+                    "confidence": 0.7,
+                    "speaker_id": "S1",
+                    "shift_magnitude": 0.6,
+                    "shift_direction": "escalating",
+                    "affect": "irritated",
+                    "start": 1.0,
+                    "end": 2.0,
+                },
+            ),
+        ],
+    )
+
+
+def _run(run_id) -> Run:
+    return Run.objects.get(pk=run_id)
+
+
+async def test_run_completes_with_nobody_subscribed_and_a_later_subscriber_gets_everything(
+    amake_session, pool, subscriber
+):
+    session, token = await amake_session(kind="agent")
+    await database_sync_to_async(_tones)(session.id)
+    run = await _run_start(session=session, input="notes please", agent="notes")
+
+    assert await pool.claim_once() == 1
+    await drained(pool)
+
+    finished = await database_sync_to_async(_run)(run.id)
+    assert finished.status == RunStatus.DONE and finished.ended_at is not None
+    client = subscriber(session.id, token=token)
+    assert await client.connect()
+    events, complete = await client.receive_until_replay_complete()
+    types = [e["type"] for e in events]
+    assert types.index("run.started") < types.index("run.delta") < types.index("run.done")
+    done = next(e for e in events if e["type"] == "run.done")["data"]
+    assert done["status"] == "done"
+    assert done["message"]["role"] == "assistant"
+    assert done["message"]["content"] == run_text(events, run.id) == finished.output
+    assert "tense" in done["message"]["content"]
+    saved = await database_sync_to_async(Message.objects.get)(pk=done["message"]["id"])
+    assert saved.content == done["message"]["content"] and saved.run_id == run.id
+    assert complete["last_seq"] == events[-1]["seq"]
+
+
+async def test_resubscribing_with_after_gets_exactly_the_rest_of_a_run(amake_session, pool, scripted, subscriber):
+    agent = scripted()
+    session, token = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    first = subscriber(session.id, token=token)
+    assert await first.connect()
+    seen, _ = await first.receive_until_replay_complete()
+    await pool.claim_once()
+
+    agent.feed(Delta("one "), Delta("two "))
+    while not any(e["type"] == "run.delta" and e["data"]["text"].endswith("two ") for e in seen):
+        seen.append(await first.receive())
+    await first.close()
+
+    agent.feed(Delta("three "), Phase("closing"), Delta("four"))
+    agent.end()
+    await drained(pool)
+    again = subscriber(session.id, token=token, after=seen[-1]["seq"])
+    assert await again.connect()
+    rest, _ = await again.receive_until_replay_complete()
+
+    everything = await alog(session.id)
+    assert [e["seq"] for e in seen + rest] == [e["seq"] for e in everything]
+    assert run_text(seen + rest, run.id) == "one two three four"
+    assert (seen + rest)[-1]["type"] == "run.done"
+    assert (seen + rest)[-1]["data"]["message"]["content"] == "one two three four"
+
+
+async def test_stop_mid_run_keeps_the_partial(amake_session, pool, scripted, api):
+    agent = scripted()
+    session, token = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(Delta("partial "), Delta("answer"))
+    await until(lambda: _run(run.id).output == "partial answer", what="the deltas to be stored")
+
+    response = await api(session.id, token).post(f"/runs/{run.id}/stop")
+    assert response.status_code == 200 and response.json() == {"stopped": True}
+    await drained(pool)
+
+    stopped = await database_sync_to_async(_run)(run.id)
+    assert stopped.status == RunStatus.STOPPED
+    assert agent.closed
+    done = (await alog(session.id, "run.done"))[-1]["data"]
+    assert done["status"] == "stopped"
+    assert done["message"]["content"] == "partial answer"
+    assert "error" not in done
+    message = await database_sync_to_async(Message.objects.get)(run=run, role="assistant")
+    assert message.content == "partial answer" and str(message.id) == done["message"]["id"]
+
+
+async def test_stop_includes_text_the_drain_had_not_flushed_yet(amake_session, pool, scripted, settings):
+    settings.AGENT_DELTA_FLUSH_S = 60
+    agent = scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(Delta("still "), Delta("buffered"))
+    await until(lambda: _run(run.id).status == RunStatus.RUNNING)
+    drain = pool.drains[str(run.id)]
+    await until(lambda: len(drain.buffer) == 2, what="both deltas buffered")
+    assert (await database_sync_to_async(_run)(run.id)).output == ""
+
+    assert await _run_stop(run=run)
+    await drained(pool)
+
+    events = await alog(session.id)
+    assert run_text(events, run.id) == "still buffered"
+    assert events[-1]["type"] == "run.done"
+    assert events[-1]["data"]["message"]["content"] == "still buffered"
+
+
+async def test_a_stop_written_by_another_process_is_noticed_by_polling(amake_session, pool, scripted):
+    agent = scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(Delta("x"))
+    await until(lambda: _run(run.id).output == "x")
+
+    # What run_stop in another process looks like here: the row changes, no layer message arrives.
+    await database_sync_to_async(Run.objects.filter(pk=run.id).update)(stop_requested=True)
+    await drained(pool, timeout=2)
+
+    assert (await database_sync_to_async(_run)(run.id)).status == RunStatus.STOPPED
+
+
+async def test_stop_before_pickup_means_the_run_never_starts(amake_session, pool, scripted, api):
+    agent = scripted()
+    session, token = await amake_session(kind="agent")
+    client = api(session.id, token)
+    created = (await client.post("/runs", {"input": "go", "agent": "scripted"})).json()
+
+    stop = await client.post(f"/runs/{created['id']}/stop")
+    claimed = await pool.claim_once()
+    await drained(pool)
+
+    assert stop.json() == {"stopped": True}
+    assert claimed == 0 and agent.contexts == []
+    run = (await client.get(f"/runs/{created['id']}")).json()
+    assert run["status"] == "stopped" and run["started_at"] is None and run["ended_at"] is not None
+    events = await alog(session.id, "run.started", "run.done")
+    assert [e["type"] for e in events] == ["run.done"]
+    assert events[0]["data"]["status"] == "stopped"
+    assert events[0]["data"]["message"] == {"id": None, "role": "assistant", "content": ""}
+    again = await client.post(f"/runs/{created['id']}/stop")
+    assert again.json() == {"stopped": False}
+
+
+async def test_a_new_run_starts_only_after_the_old_runs_partial_is_saved(amake_session, pool, scripted, api):
+    agent = scripted()
+    session, token = await amake_session(kind="agent")
+    await database_sync_to_async(_tones)(session.id)
+    client = api(session.id, token)
+    old = (await client.post("/runs", {"input": "first", "agent": "scripted"})).json()
+    await pool.claim_once()
+    agent.feed(Delta("old partial"))
+    await until(lambda: _run(old["id"]).output == "old partial")
+
+    new = (await client.post("/runs", {"input": "second", "agent": "notes"})).json()
+    assert new["status"] == "queued"
+    # The pool is listening: the old run's end wakes a claim for the new one.
+    await until(lambda: _run(new["id"]).status == RunStatus.DONE, what="the new run to finish")
+
+    events = await alog(session.id, "run.started", "run.done")
+    order = [(e["type"], e["data"]["run_id"]) for e in events]
+    assert order == [
+        ("run.started", old["id"]),
+        ("run.done", old["id"]),
+        ("run.started", new["id"]),
+        ("run.done", new["id"]),
+    ]
+    assert events[1]["data"]["status"] == "stopped"
+    assert events[1]["data"]["message"]["content"] == "old partial"
+    messages = (await client.get("/messages")).json()["messages"]
+    assert [(m["role"], m["run_id"]) for m in messages] == [
+        ("user", old["id"]),
+        ("assistant", old["id"]),
+        ("user", new["id"]),
+        ("assistant", new["id"]),
+    ]
+
+
+async def test_fast_agent_deltas_are_batched_into_few_writes(amake_session, pool, scripted):
+    agent = scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(*(Delta(f"{i} ") for i in range(1000)))
+    agent.end()
+    await drained(pool)
+
+    events = await alog(session.id)
+    deltas = [e for e in events if e["type"] == "run.delta"]
+    assert run_text(events, run.id) == "".join(f"{i} " for i in range(1000))
+    assert len(deltas) <= 1000 // 64 + 2
+    assert events[-1]["data"]["message"]["content"] == run_text(events, run.id)
+
+
+async def test_agent_error_ends_the_run_error_with_its_message(amake_session, pool, scripted):
+    agent = scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(Delta("so far"), AgentError("upstream_error", "The model server answered HTTP 500: boom"))
+    await drained(pool)
+
+    failed = await database_sync_to_async(_run)(run.id)
+    assert failed.status == RunStatus.ERROR
+    assert failed.error == {"code": "upstream_error", "message": "The model server answered HTTP 500: boom"}
+    done = (await alog(session.id, "run.done"))[-1]["data"]
+    assert done["status"] == "error" and done["error"] == failed.error
+    assert done["message"]["content"] == "so far"
+
+
+async def test_ending_the_session_stops_its_run_with_the_partial(amake_session, pool, scripted, api):
+    agent = scripted()
+    session, token = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    agent.feed(Delta("half"))
+    await until(lambda: _run(run.id).output == "half")
+
+    ended = await api(session.id, token).delete()
+    await drained(pool)
+
+    assert ended.json()["state"] == "done"
+    stopped = await database_sync_to_async(_run)(run.id)
+    assert stopped.status == RunStatus.STOPPED
+    done = (await alog(session.id, "run.done"))[-1]["data"]
+    assert done["message"]["content"] == "half"
+
+
+async def test_a_queued_run_is_claimed_at_once_when_the_pool_listens(amake_session, pool, settings):
+    settings.AGENT_CLAIM_INTERVAL_S = 3600
+    session, _ = await amake_session(kind="agent")
+    await pool.claim_once()
+    run = await _run_start(session=session, input="", agent="notes")
+
+    await until(lambda: _run(run.id).status != RunStatus.QUEUED, timeout=2, what="the layer wake-up to claim it")
+
+
+async def test_a_worker_drains_at_most_its_concurrency(amake_session, pool, scripted, settings):
+    settings.AGENT_DRAIN_CONCURRENCY = 2
+    scripted()
+    runs = []
+    for _ in range(3):
+        session, _ = await amake_session(kind="agent")
+        runs.append(await _run_start(session=session, input="go", agent="scripted"))
+
+    assert await pool.claim_once() == 2
+    assert await pool.claim_once() == 0
+    statuses = [(await database_sync_to_async(_run)(r.id)).status for r in runs]
+    assert sorted(statuses) == ["queued", "running", "running"]
+
+
+async def test_the_drain_renews_the_run_lease(amake_session, pool, scripted, settings):
+    settings.AGENT_RUN_LEASE_TTL_S = 0.4
+    scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    await pool.claim_once()
+    first = (await database_sync_to_async(_run)(run.id)).lease_expires_at
+
+    renewed = await until(lambda: _run(run.id).lease_expires_at > first, what="the lease to be renewed")
+
+    assert renewed
+    assert (await database_sync_to_async(_run)(run.id)).status == RunStatus.RUNNING
+
+
+async def test_a_failed_write_is_retried_without_losing_or_repeating_text(amake_session, pool, scripted, monkeypatch):
+    agent = scripted()
+    session, _ = await amake_session(kind="agent")
+    run = await _run_start(session=session, input="go", agent="scripted")
+    write = drains._run_progress
+    failed: list = []
+
+    async def locked_once(**kwargs):
+        if kwargs["items"] and not failed:
+            failed.append(kwargs["items"])
+            raise OperationalError("database is locked")
+        return await write(**kwargs)
+
+    monkeypatch.setattr(drains, "_run_progress", locked_once)
+    await pool.claim_once()
+    agent.feed(Delta("never "), Delta("lost"))
+    agent.end()
+    await drained(pool)
+
+    assert failed
+    events = await alog(session.id)
+    assert run_text(events, run.id) == "never lost"
+    assert events[-1]["data"]["status"] == "done" and events[-1]["data"]["message"]["content"] == "never lost"
