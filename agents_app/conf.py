@@ -1,6 +1,6 @@
 """Agent-run tuning knobs: plain Django settings with defaults, read at use so tests can override them.
 
-ARCHITECTURE.md §2 documents the operator-facing settings (LINNET_AGENT, OPENAI_*,
+The README documents the operator-facing settings (LINNET_AGENT, OPENAI_*,
 RUN_EVICT_GRACE_S); these are the internals an operator rarely needs to touch.
 """
 

@@ -65,10 +65,6 @@ class Run(models.Model):
         return f"{self.agent} run {self.id} ({self.status})"
 
     @property
-    def in_flight(self) -> bool:
-        return self.status in IN_FLIGHT_RUN_STATUSES
-
-    @property
     def is_draining(self) -> bool:
         return self.status in DRAINING_RUN_STATUSES
 

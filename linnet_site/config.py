@@ -1,6 +1,6 @@
 """Every Linnet setting, read once from the environment (and `.env`), typed and checked.
 
-Each setting is documented here and in ARCHITECTURE.md §2; a bad value stops start-up with
+Each setting is documented here and in the README; a bad value stops start-up with
 an ImproperlyConfigured error that names the variable.
 """
 

@@ -92,7 +92,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     # Client errors are logged once, by the API's own handler; django.request keeps the 5xx.
-    "loggers": {"django.channels.server": {"level": "WARNING"}, "django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+        # One line per sidecar request per audio window would drown everything else.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 SESSION_IDLE_TTL_S = CONFIG.session_idle_ttl_s

@@ -55,3 +55,10 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "linnet_subscribers_live", "Live event-stream subscriptions.", value=selectors.live_subscription_count()
         )
+        yield GaugeMetricFamily(
+            "linnet_audio_streams_open", "Audio streams attached now.", value=selectors.audio_stream_count()
+        )
+        runs = GaugeMetricFamily("linnet_runs", "Agent runs by status.", labels=["status"])
+        for status, count in selectors.run_counts_by_status().items():
+            runs.add_metric([status], count)
+        yield runs

@@ -8,12 +8,14 @@ from datetime import datetime
 
 from django.db.models import Count
 
+from agents_app.models import Run
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
 from sessions_app.models import Event, Session
 from sessions_app.services.presence import live_subscriptions
 from sessions_app.tokens import token_matches
+from voice_app.models import AudioStream
 
 EVENT_PAGE = 500
 
@@ -51,6 +53,18 @@ def subscriber_count(*, session_id: uuid.UUID | str, now: datetime | None = None
 
 def live_subscription_count(*, now: datetime | None = None) -> int:
     return live_subscriptions(now or utcnow()).count()
+
+
+def audio_stream_count(*, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    return AudioStream.objects.filter(
+        closed_at__isnull=True, worker__lease_expires_at__gte=now, worker__stopped_at__isnull=True
+    ).count()
+
+
+def run_counts_by_status() -> dict[str, int]:
+    rows = Run.objects.values("status").annotate(n=Count("id")).order_by()
+    return {row["status"]: row["n"] for row in rows}
 
 
 def session_counts_by_state() -> dict[str, int]:

@@ -16,6 +16,7 @@ from tests.services import REQUIRE_SERVICES, service_reachable
 
 ORIGIN = (b"origin", b"http://localhost")
 
+
 def require_service(name: str, url: str | None, default_port: int) -> str:
     """Skip a test whose service is missing, or fail when LINNET_REQUIRE_SERVICES=1."""
     if url and service_reachable(url, default_port):

@@ -97,7 +97,7 @@ _SEMITONE_REFERENCE_HZ = 100.0
 
 @dataclass(frozen=True)
 class VoiceEvent:
-    """One classifier result; `data` is exactly the ARCHITECTURE §4 payload of its type."""
+    """One classifier result; `data` is exactly the event-envelope payload of its type (README, Events)."""
 
     type: str
     data: dict
@@ -625,7 +625,7 @@ def _semitones(frequency_hz: float | None) -> float | None:
 
 
 def _labelled_event(kind: str, label: str, confidence: float, start: float, end: float) -> VoiceEvent:
-    """A speaker, queue or environ event: §4 gives them the same four fields."""
+    """A speaker, queue or environ event: the envelope gives them the same four fields."""
     return VoiceEvent(
         type=kind,
         data={"label": label, "confidence": round(confidence, 3), "start": round(start, 3), "end": round(end, 3)},

@@ -248,3 +248,4 @@ def test_healthz_readyz_and_metrics(client):
     text = metrics.content.decode()
     assert 'linnet_sessions{state="pending"} 1.0' in text
     assert "linnet_sessions_opened_total" in text
+    assert "linnet_audio_streams_open 0.0" in text
