@@ -8,6 +8,7 @@ import os
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
 from sessions_app.services.presence import PROCESS
@@ -30,6 +31,15 @@ def require_service(name: str, url: str | None, default_port: int) -> str:
 @pytest.fixture
 def redis_url() -> str:
     return require_service("Redis", os.environ.get("LINNET_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), 6379)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # Each test runs on its own event loop; a layer (channels-redis keeps per-loop locks and
+    # connections) must not outlive the loop it was first used on.
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(autouse=True)
