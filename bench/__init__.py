@@ -1,0 +1,1 @@
+"""Linnet's benchmarks (`make bench`, `python -m bench`); see bench/__main__.py."""
