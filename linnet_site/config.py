@@ -95,7 +95,15 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
     if database["ENGINE"].endswith("sqlite3"):
         # IMMEDIATE makes concurrent writers queue on the lock instead of failing with
         # "database is locked" when a read transaction tries to upgrade.
-        database.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+        # WAL with synchronous=NORMAL: a commit is an append, not a sync of the whole file,
+        # and readers (replays) no longer wait for writers (audio windows, deltas).
+        database.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
     redis_url = _read(env, "REDIS_URL", env.str, "").strip() or None
     if redis_url:
         _check("REDIS_URL", redis_url, redis_url.startswith(("redis://", "rediss://", "unix://")), "a redis:// URL")

@@ -60,7 +60,13 @@ if CONFIG.redis_url:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # A burst of tone and delta events must not overflow a subscriber's channel;
             # what a full channel still drops is healed from the log by seq gap reads.
-            "CONFIG": {"hosts": [CONFIG.redis_url], "capacity": 1000, "expiry": 30},
+            # redis-py caps a pool at 100 connections and fails past that instead of
+            # waiting; a burst of subscribers joining or leaving at once needs more.
+            "CONFIG": {
+                "hosts": [{"address": CONFIG.redis_url, "max_connections": 1024}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:

@@ -219,6 +219,7 @@ async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
                 if admitted:
                     yield "".join(sse_frame(envelope) for envelope in admitted)
     finally:
-        await layer.group_discard(session.group_name, channel)
+        # Presence first: a layer error below must not leave a subscriber counted forever.
         if subscription_id is not None:
             await database_sync_to_async(presence.subscription_close)(subscription_id=subscription_id)
+        await layer.group_discard(session.group_name, channel)

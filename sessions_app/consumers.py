@@ -142,8 +142,9 @@ class EventsConsumer(SessionSocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.stop_delivery()
+        # Presence first: a layer error below must not leave a subscriber counted forever.
+        if self.subscription_id is not None:
+            subscription_id, self.subscription_id = self.subscription_id, None
+            await _subscription_close(subscription_id=subscription_id)
         if getattr(self, "joined", False):
             await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
-        if self.subscription_id is not None:
-            await _subscription_close(subscription_id=self.subscription_id)
-            self.subscription_id = None

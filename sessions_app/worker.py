@@ -7,6 +7,7 @@ the pass functions (`reap_once`, `gc_once`, `presence_sweep_once`, ...) directly
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,11 +33,31 @@ class Loop:
     on_shutdown: Callable[[], Awaitable[None]] | None = None
 
 
+# Sessions ended per database hop: in `serve` the worker shares the process's one database
+# thread with every socket, so a pass that ends hundreds of sessions must let them in between.
+LIFECYCLE_BATCH = 25
+
+
+def in_batches(pass_fn: Callable[..., int], batch: int = LIFECYCLE_BATCH) -> Callable[[], Awaitable[int]]:
+    """A one-pass function run as hops of at most `batch` items until a hop comes up short."""
+    # database_sync_to_async also drops connections the database closed while the loop slept.
+    run_batch = database_sync_to_async(functools.partial(pass_fn, limit=batch))
+
+    async def run() -> int:
+        total = 0
+        while True:
+            handled = await run_batch()
+            total += handled
+            if handled < batch:
+                return total
+
+    return run
+
+
 def session_loops() -> list[Loop]:
-    # database_sync_to_async drops connections the database closed while the loop slept.
     return [
-        Loop("reap", lambda: settings.SESSION_REAP_INTERVAL_S, database_sync_to_async(reap_once)),
-        Loop("gc", lambda: settings.SESSION_GC_INTERVAL_S, database_sync_to_async(gc_once)),
+        Loop("reap", lambda: settings.SESSION_REAP_INTERVAL_S, in_batches(reap_once)),
+        Loop("gc", lambda: settings.SESSION_GC_INTERVAL_S, in_batches(gc_once)),
         Loop("sweep", lambda: settings.PRESENCE_SWEEP_INTERVAL_S, database_sync_to_async(presence_sweep_once)),
     ]
 

@@ -7,11 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Process logs live as long as the test run, for failure messages, and are removed with it.
+_LOG_DIR = tempfile.TemporaryDirectory(prefix="linnet-proc-")
 
 
 def free_port() -> int:
@@ -39,7 +42,7 @@ class LinnetProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"linnet-proc-{os.getpid()}-{id(self)}.log"
+        self.log_path = log_path or Path(_LOG_DIR.name) / f"{args[0]}-{id(self)}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> LinnetProcess:

@@ -19,12 +19,13 @@ from sessions_app.services.sessions import session_abort
 logger = logging.getLogger(__name__)
 
 
-def reap_once(*, now: datetime | None = None) -> int:
+def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     """End as `aborted`/`session_idle` every live session idle for more than SESSION_IDLE_TTL_S.
 
     Idle means: no live subscription (an audio producer does not count) and no run in
     flight; the idle clock starts at the latest of creation, the last subscriber leaving,
-    and the last run ending. Returns how many sessions were reaped.
+    and the last run ending. At most `limit` sessions are looked at. Returns how many
+    sessions were reaped.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TTL_S)
@@ -42,9 +43,10 @@ def reap_once(*, now: datetime | None = None) -> int:
             )
         )
         .filter(idle_since__lt=cutoff)
+        .order_by("created_at")
     )
     reaped = 0
-    for session in candidates:
+    for session in candidates[:limit]:
         ended = session_abort(session=session, code=errors.SESSION_IDLE, now=now)
         if ended.state == SessionState.ABORTED and (ended.error or {}).get("code") == errors.SESSION_IDLE:
             reaped += 1
@@ -53,7 +55,7 @@ def reap_once(*, now: datetime | None = None) -> int:
     return reaped
 
 
-def gc_once(*, now: datetime | None = None) -> int:
+def gc_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     """Abort `input_required` sessions whose client stopped heartbeating SESSION_GC_AFTER_S ago.
 
     A tab that is still subscribed does not save the session: only a heartbeat (or the
@@ -65,9 +67,10 @@ def gc_once(*, now: datetime | None = None) -> int:
         Session.objects.filter(state=SessionState.INPUT_REQUIRED)
         .annotate(seen_at=Greatest("state_changed_at", Coalesce("last_heartbeat_at", "state_changed_at")))
         .filter(seen_at__lt=cutoff)
+        .order_by("created_at")
     )
     collected = 0
-    for session in abandoned:
+    for session in abandoned[:limit]:
         ended = session_abort(session=session, code=errors.SESSION_ABANDONED, now=now)
         if (ended.error or {}).get("code") == errors.SESSION_ABANDONED:
             collected += 1

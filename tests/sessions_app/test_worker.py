@@ -53,3 +53,31 @@ async def test_failing_pass_is_logged_and_the_loop_keeps_running(caplog):
     await running
 
     assert "worker loop flaky: pass failed" in caplog.text
+
+
+async def test_reaper_loop_ends_every_idle_session_in_small_hops(amake_session, settings, monkeypatch):
+    from datetime import timedelta
+
+    from sessions_app import worker as worker_module
+    from sessions_app.clock import utcnow
+    from sessions_app.models import Session
+    from sessions_app.services import lifecycle
+
+    sessions = [(await amake_session())[0] for _ in range(7)]
+    old = utcnow() - timedelta(seconds=settings.SESSION_IDLE_TTL_S * 10)
+    await database_sync_to_async(Session.objects.update)(created_at=old)
+    hops = []
+    original = lifecycle.reap_once
+
+    def counting_reap(**kwargs):
+        reaped = original(**kwargs)
+        hops.append(reaped)
+        return reaped
+
+    reap_pass = worker_module.in_batches(counting_reap, batch=3)
+
+    assert await reap_pass() == 7
+    assert hops == [3, 3, 1]
+    states = await database_sync_to_async(lambda: set(Session.objects.values_list("state", flat=True)))()
+    assert states == {"aborted"}
+    assert len(sessions) == 7
