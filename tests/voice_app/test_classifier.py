@@ -10,23 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.voice_app.conftest import TONE_FIELDS
 from voice_app.annotation import TONE_LABELS
 from voice_app.classifier import IN_PROCESS_SPEAKER_ID, SessionClassifier, VoiceEvent, measure_window
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RATE = 16000
-TONE_FIELDS = {
-    "label",
-    "confidence",
-    "speaker_id",
-    "shift_magnitude",
-    "shift_direction",
-    "affect",
-    "subtext",
-    "prosody_flags",
-    "start",
-    "end",
-}
 PROSODY_FLAGS = {
     "loud",
     "soft",
