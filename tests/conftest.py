@@ -13,19 +13,9 @@ from channels.testing import WebsocketCommunicator
 
 from sessions_app.services.presence import PROCESS
 from sessions_app.services.sessions import session_open
-from tests.services import REQUIRE_SERVICES, service_reachable
+from tests.services import require_service
 
 ORIGIN = (b"origin", b"http://localhost")
-
-
-def require_service(name: str, url: str | None, default_port: int) -> str:
-    """Skip a test whose service is missing, or fail when LINNET_REQUIRE_SERVICES=1."""
-    if url and service_reachable(url, default_port):
-        return url
-    reason = f"{name} not reachable at {url or '(unset)'}"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason}, and LINNET_REQUIRE_SERVICES=1")
-    pytest.skip(reason)
 
 
 @pytest.fixture

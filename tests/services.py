@@ -6,6 +6,8 @@ import os
 import socket
 from urllib.parse import urlsplit
 
+import pytest
+
 REQUIRE_SERVICES = os.environ.get("LINNET_REQUIRE_SERVICES") == "1"
 
 
@@ -16,3 +18,13 @@ def service_reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def require_service(name: str, url: str | None, default_port: int) -> str:
+    """Skip a test whose service is missing, or fail when LINNET_REQUIRE_SERVICES=1."""
+    if url and service_reachable(url, default_port):
+        return url
+    reason = f"{name} not reachable at {url or '(unset)'}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason}, and LINNET_REQUIRE_SERVICES=1")
+    pytest.skip(reason)

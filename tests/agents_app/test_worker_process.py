@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 
 from agents_app import conf
 from agents_app.models import Message, Run, RunStatus
@@ -16,7 +15,7 @@ from sessions_app.clock import utcnow
 from sessions_app.services.events import events_append
 from sessions_app.services.sessions import session_open
 from tests.agents_app.conftest import log, run_text
-from tests.processes import LinnetProcess
+from tests.processes import LinnetProcess, database_url_for_tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -24,20 +23,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 SHUTDOWN_BOUND_S = 8
 
 
-def _database_url() -> str:
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
-    host = f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}"
-    return f"postgres://{database['USER']}{password}@{host}/{database['NAME']}"
-
-
 def _worker_process() -> LinnetProcess:
     return LinnetProcess(
         "linnet_worker",
         env={
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url_for_tests(),
             "REDIS_URL": "",
             "DJANGO_SETTINGS_MODULE": "tests.agents_app.slow_worker_settings",
         },

@@ -7,22 +7,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
 
 from sessions_app.clock import utcnow
 from sessions_app.models import Session, Worker
-from tests.processes import LinnetProcess, free_port, migrate
+from tests.processes import LinnetProcess, database_url_for_tests, free_port, migrate
 
 pytestmark = pytest.mark.slow
-
-
-def database_url_for_tests() -> str:
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    return (
-        f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    )
 
 
 def test_restarted_server_keeps_sessions_and_events(tmp_path):
