@@ -31,6 +31,7 @@ class LinnetConfig:
     session_gc_after_s: int
     session_gc_interval_s: int
     run_evict_grace_s: int
+    presence_lease_ttl_s: int
     voice_sample_rate: int
     voice_window_ms: int
     voice_confidence_threshold: float
@@ -119,6 +120,9 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
     evict_grace = _read(env, "RUN_EVICT_GRACE_S", env.int, 180)
     _check("RUN_EVICT_GRACE_S", evict_grace, evict_grace >= 0, "seconds >= 0")
 
+    lease_ttl = _read(env, "PRESENCE_LEASE_TTL_S", env.int, 30)
+    _check("PRESENCE_LEASE_TTL_S", lease_ttl, 3 <= lease_ttl <= 300, "3..300 seconds")
+
     sample_rate = _read(env, "VOICE_SAMPLE_RATE", env.int, 16000)
     _check("VOICE_SAMPLE_RATE", sample_rate, 8000 <= sample_rate <= 48000, "8000..48000 Hz")
     window_ms = _read(env, "VOICE_WINDOW_MS", env.int, 1000)
@@ -147,6 +151,7 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
         session_gc_after_s=gc_after,
         session_gc_interval_s=gc_interval,
         run_evict_grace_s=evict_grace,
+        presence_lease_ttl_s=lease_ttl,
         voice_sample_rate=sample_rate,
         voice_window_ms=window_ms,
         voice_confidence_threshold=threshold,

@@ -122,11 +122,11 @@ OPENAI_BASE_URL = CONFIG.openai_base_url
 OPENAI_API_KEY = CONFIG.openai_api_key
 OPENAI_MODEL = CONFIG.openai_model
 
-# Presence: each process renews its lease this often; a lease not renewed for
-# PRESENCE_LEASE_TTL_S is expired and its subscriptions are swept.
-PRESENCE_LEASE_RENEW_S = 10
-PRESENCE_LEASE_TTL_S = 30
-PRESENCE_SWEEP_INTERVAL_S = 10
+# Presence: a lease not renewed for PRESENCE_LEASE_TTL_S is expired and its subscriptions
+# stop counting; each process renews three times per TTL, and the sweep runs as often.
+PRESENCE_LEASE_TTL_S = CONFIG.presence_lease_ttl_s
+PRESENCE_LEASE_RENEW_S = PRESENCE_LEASE_TTL_S / 3
+PRESENCE_SWEEP_INTERVAL_S = PRESENCE_LEASE_TTL_S / 3
 # A subscriber with more undelivered events than this is closed with 4429.
 EVENTS_SUBSCRIBER_MAX_PENDING = 2000
 SSE_PING_INTERVAL_S = 15

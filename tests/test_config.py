@@ -15,6 +15,7 @@ def test_defaults_work_on_a_fresh_machine():
     assert (config.voice_sample_rate, config.voice_window_ms, config.voice_confidence_threshold) == (16000, 1000, 0.10)
     assert (config.audio_idle_timeout_s, config.audio_max_frame_bytes) == (30.0, 65536)
     assert config.linnet_agent == "notes"
+    assert config.presence_lease_ttl_s == 30
 
 
 def test_reap_interval_follows_ttl_with_a_floor():
@@ -34,6 +35,7 @@ def test_production_refuses_to_start_without_secret_key():
         ("SESSION_IDLE_TTL_S", "soon"),
         ("SESSION_IDLE_TTL_S", "0"),
         ("SESSION_GC_AFTER_S", "-5"),
+        ("PRESENCE_LEASE_TTL_S", "1"),
         ("VOICE_WINDOW_MS", "150"),
         ("VOICE_WINDOW_MS", "5000"),
         ("VOICE_SAMPLE_RATE", "44"),

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import redis
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.processes import LinnetProcess, free_port, migrate
 from tests.services import require_service
@@ -140,3 +141,53 @@ async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run
     done = next(e for e in log if e["type"] == "run.done" and e["data"]["run_id"] == second["id"])
     assert "the plan for next week" in done["data"]["message"]["content"]
     assert log[-1]["type"] == "session.ended"
+
+
+async def hold_open(url: str) -> int | None:
+    """A subscriber that just listens until its connection goes away; returns the close code."""
+    async with connect(url, open_timeout=10) as socket:
+        try:
+            async for _ in socket:
+                pass
+        except ConnectionClosed:
+            pass
+        return socket.close_code
+
+
+async def test_a_killed_web_process_loses_its_subscribers_and_the_session_is_still_reaped(cluster_env):
+    env = {**cluster_env, "PRESENCE_LEASE_TTL_S": "3", "SESSION_IDLE_TTL_S": "3", "SESSION_REAP_INTERVAL_S": "1"}
+    doomed_port, survivor_port = free_port(), free_port()
+    with ExitStack() as stack:
+        doomed = LinnetProcess("serve", "--no-worker", "--port", str(doomed_port), env=env)
+        survivor = LinnetProcess("serve", "--no-worker", "--port", str(survivor_port), env=env)
+        worker = LinnetProcess("linnet_worker", env=env)
+        for process in (doomed, survivor, worker):
+            stack.callback(process.start().stop)
+        doomed.wait_for_port(doomed_port)
+        survivor.wait_for_port(survivor_port)
+        base = f"http://127.0.0.1:{survivor_port}"
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            created = (await http.post(f"{base}/api/sessions", json={})).json()
+            url = f"{base}/api/sessions/{created['id']}"
+            auth = {"Authorization": f"Bearer {created['token']}"}
+            events_url = f"ws://127.0.0.1:{doomed_port}/ws/sessions/{created['id']}/events?token={created['token']}"
+            listeners = [asyncio.create_task(hold_open(events_url)) for _ in range(2)]
+
+            async def subscribers(expected: int) -> bool:
+                return (await http.get(url, headers=auth)).json()["subscribers"] == expected
+
+            await wait_until(lambda: subscribers(2), what="both subscribers to count")
+            doomed.kill()
+            codes = await asyncio.wait_for(asyncio.gather(*listeners), timeout=10)
+            await wait_until(lambda: subscribers(0), what="the dead process's subscribers to stop counting")
+
+            async def reaped() -> bool:
+                return (await http.get(url, headers=auth)).json()["state"] == "aborted"
+
+            await wait_until(reaped, what="the reaper to end the session nobody is watching")
+            session = (await http.get(url, headers=auth)).json()
+
+    assert all(code != 1000 for code in codes)
+    assert session["error"]["code"] == "session_idle"
+    assert session["last_subscriber_left_at"] is not None
