@@ -14,6 +14,7 @@ from sessions_app import errors
 from sessions_app.errors import LinnetError
 from sessions_app.services import presence, sessions
 from sessions_app.sockets import (
+    CLOSE_INTERNAL_ERROR,
     CLOSE_MALFORMED,
     CLOSE_NORMAL,
     CLOSE_TOO_FAST,
@@ -52,6 +53,8 @@ class EventsConsumer(SessionSocketConsumer):
         self.live: deque[list[dict]] = deque()
         self.live_pending = 0
         self.live_arrived = asyncio.Event()
+        # The last seq the client says it has (heartbeat `last_seq`); None until it says.
+        self.acked_seq: int | None = None
 
         session = await self.open_session()
         if session is None:
@@ -85,14 +88,25 @@ class EventsConsumer(SessionSocketConsumer):
                 while self.live and not self.cursor.ended:
                     batch = self.live.popleft()
                     self.live_pending -= len(batch)
-                    for envelope in await self.cursor.admit(batch):
+                    admitted = await self.cursor.admit(batch)
+                    if self.too_far_ahead():
+                        await self.close_with_error(CLOSE_TOO_FAST, errors.SUBSCRIBER_TOO_SLOW)
+                        return
+                    for envelope in admitted:
                         await self.send_json(envelope)
             await self.close_normally(CLOSE_NORMAL)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("event delivery for session %s failed", self.session.id)
-            await self.close_with_error(1011, errors.INTERNAL_ERROR)
+            await self.close_with_error(CLOSE_INTERNAL_ERROR, errors.INTERNAL_ERROR)
+
+    def too_far_ahead(self) -> bool:
+        """The server's socket buffer is invisible to the app, so a client that reports what it
+        has received is held to the bound on what was sent past it."""
+        if self.acked_seq is None:
+            return False
+        return self.cursor.last_seq - self.acked_seq > settings.EVENTS_SUBSCRIBER_MAX_PENDING
 
     async def session_events(self, message: dict) -> None:
         if self.closing:
@@ -110,6 +124,15 @@ class EventsConsumer(SessionSocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing or not hasattr(self, "session"):
             return
+        try:
+            await self.handle_client_message(text_data)
+        except Exception:
+            # Whatever broke, the socket ends through the normal path, so disconnect() still
+            # releases the subscription.
+            logger.exception("events socket of session %s: a client message failed", self.session.id)
+            await self.close_with_error(CLOSE_INTERNAL_ERROR, errors.INTERNAL_ERROR)
+
+    async def handle_client_message(self, text_data: str | None) -> None:
         if text_data is None:
             await self.close_with_error(
                 CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The events socket takes JSON text frames only."
@@ -117,11 +140,19 @@ class EventsConsumer(SessionSocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self.close_with_error(CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The frame is not valid JSON.")
             return
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "heartbeat":
+            last_seq = message.get("last_seq")
+            if last_seq is not None:
+                if type(last_seq) is not int or not 0 <= last_seq <= self.cursor.last_seq:
+                    await self.close_with_error(
+                        CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "`last_seq` must be a seq this socket has sent."
+                    )
+                    return
+                self.acked_seq = max(self.acked_seq or 0, last_seq)
             await _session_heartbeat(session=self.session)
         elif kind == "input":
             try:

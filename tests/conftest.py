@@ -35,13 +35,9 @@ def _fresh_channel_layer():
 @pytest.fixture(autouse=True)
 def _fresh_process_lease():
     # Each test's database is new, so this process's lease row must be made again.
-    PROCESS.worker_id = None
-    PROCESS.renewed_at = None
-    PROCESS.renew_task = None
+    PROCESS.forget()
     yield
-    PROCESS.worker_id = None
-    PROCESS.renewed_at = None
-    PROCESS.renew_task = None
+    PROCESS.forget()
 
 
 @pytest.fixture

@@ -6,15 +6,16 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef
+from django.db import transaction
+from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.db.models.functions import Coalesce, Greatest
 
 from agents_app.models import IN_FLIGHT_RUN_STATUSES, Run
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.models import TERMINAL_STATES, Session, SessionState
-from sessions_app.services.presence import live_subscriptions
-from sessions_app.services.sessions import session_abort
+from sessions_app.services.presence import live_subscriptions, presence_sweep_once
+from sessions_app.services.sessions import session_transition
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,20 @@ def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     sessions were reaped.
     """
     now = now or utcnow()
+    # Subscriptions of dead processes must have left (at their lease's expiry) before
+    # idleness is judged, or a session would count as idle since its creation.
+    presence_sweep_once(now=now)
+    candidates = idle_sessions(now)
+    reaped = sum(_abort_if_still(candidates, session, errors.SESSION_IDLE, now) for session in candidates[:limit])
+    if reaped:
+        logger.info("reaper ended %d idle session(s)", reaped)
+    return reaped
+
+
+def idle_sessions(now: datetime) -> QuerySet[Session]:
+    """Live sessions with no live subscriber and no run in flight for over SESSION_IDLE_TTL_S."""
     cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TTL_S)
-    candidates = (
+    return (
         Session.objects.exclude(state__in=TERMINAL_STATES)
         .filter(created_at__lt=cutoff)
         .filter(~Exists(live_subscriptions(now).filter(session_id=OuterRef("pk"))))
@@ -45,14 +58,22 @@ def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
         .filter(idle_since__lt=cutoff)
         .order_by("created_at")
     )
-    reaped = 0
-    for session in candidates[:limit]:
-        ended = session_abort(session=session, code=errors.SESSION_IDLE, now=now)
-        if ended.state == SessionState.ABORTED and (ended.error or {}).get("code") == errors.SESSION_IDLE:
-            reaped += 1
-    if reaped:
-        logger.info("reaper ended %d idle session(s)", reaped)
-    return reaped
+
+
+def _abort_if_still(candidates: QuerySet[Session], session: Session, code: str, now: datetime) -> bool:
+    """Abort `session` if, under its row lock, it still is one of `candidates`.
+
+    The pass read its candidates without locks; a subscriber, a run or an input may have
+    arrived since. Each of those writes the session row, so asking again after locking it
+    sees them.
+    """
+    with transaction.atomic():
+        list(Session.objects.select_for_update().filter(pk=session.pk).values_list("pk"))
+        if not candidates.filter(pk=session.pk).exists():
+            return False
+        error = {"code": code, "message": errors.MESSAGES[code]}
+        session_transition(session=session, to=SessionState.ABORTED, error=error, now=now)
+    return True
 
 
 def gc_once(*, now: datetime | None = None, limit: int | None = None) -> int:
@@ -62,18 +83,19 @@ def gc_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     input itself) shows a person is there. The clock starts when the session began waiting.
     """
     now = now or utcnow()
+    abandoned = abandoned_sessions(now)
+    collected = sum(_abort_if_still(abandoned, session, errors.SESSION_ABANDONED, now) for session in abandoned[:limit])
+    if collected:
+        logger.info("GC aborted %d abandoned session(s)", collected)
+    return collected
+
+
+def abandoned_sessions(now: datetime) -> QuerySet[Session]:
+    """Sessions waiting for input with no client heartbeat for over SESSION_GC_AFTER_S."""
     cutoff = now - timedelta(seconds=settings.SESSION_GC_AFTER_S)
-    abandoned = (
+    return (
         Session.objects.filter(state=SessionState.INPUT_REQUIRED)
         .annotate(seen_at=Greatest("state_changed_at", Coalesce("last_heartbeat_at", "state_changed_at")))
         .filter(seen_at__lt=cutoff)
         .order_by("created_at")
     )
-    collected = 0
-    for session in abandoned[:limit]:
-        ended = session_abort(session=session, code=errors.SESSION_ABANDONED, now=now)
-        if (ended.error or {}).get("code") == errors.SESSION_ABANDONED:
-            collected += 1
-    if collected:
-        logger.info("GC aborted %d abandoned session(s)", collected)
-    return collected

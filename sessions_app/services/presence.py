@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Max, OuterRef, Value
+from django.db.models.functions import Coalesce, Greatest
 
 from sessions_app.clock import utcnow
 from sessions_app.models import Session, Subscription, Worker
@@ -33,6 +34,15 @@ class _ProcessIdentity:
         self.worker_id: str | None = None
         self.renewed_at: datetime | None = None
         self.renew_task: asyncio.Task | None = None
+        # The subscriptions this process holds open: what a revived lease must restore.
+        self.subscriptions: dict[int, tuple[uuid.UUID, str]] = {}
+
+    def forget(self) -> None:
+        """Drop the lease and what it held (after a graceful stop, or a test's fresh database)."""
+        self.worker_id = None
+        self.renewed_at = None
+        self.renew_task = None
+        self.subscriptions.clear()
 
     def new_id(self) -> str:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -47,7 +57,7 @@ def _lease_until(now: datetime) -> datetime:
 
 
 def worker_register(*, role: str | None = None, now: datetime | None = None) -> Worker:
-    """Create this process's lease row (a fresh id each time, so a swept lease never revives)."""
+    """Create this process's lease row under a new id."""
     now = now or utcnow()
     if role:
         PROCESS.role = role
@@ -69,16 +79,44 @@ def current_worker_id(*, now: datetime | None = None) -> str:
         return worker_register(now=now).id
     if PROCESS.renewed_at and now - PROCESS.renewed_at < timedelta(seconds=settings.PRESENCE_LEASE_RENEW_S):
         return PROCESS.worker_id
-    renewed = Worker.objects.filter(pk=PROCESS.worker_id, lease_expires_at__gte=now).update(
+    renewed = Worker.objects.filter(pk=PROCESS.worker_id, lease_expires_at__gte=now, stopped_at__isnull=True).update(
         lease_expires_at=_lease_until(now)
     )
     if not renewed:
-        # The lease lapsed (a long pause) and may have been swept with its subscriptions;
-        # a new lease keeps new subscriptions from being swept along with the old ones.
-        logger.warning("presence lease %s lapsed; registering a new one", PROCESS.worker_id)
-        return worker_register(now=now).id
+        _lease_revive(now)
     PROCESS.renewed_at = now
     return PROCESS.worker_id
+
+
+def _lease_revive(now: datetime) -> None:
+    """Take a lapsed lease back (a long pause) and restore the subscriptions a sweep removed.
+
+    The id stays the same: this process's open audio streams and draining runs point at
+    it, and a new id would orphan them for another process to take over.
+    """
+    worker_id = PROCESS.worker_id
+    logger.warning("presence lease %s lapsed; taking it back", worker_id)
+    with transaction.atomic():
+        revived = Worker.objects.filter(pk=worker_id).update(lease_expires_at=_lease_until(now), stopped_at=None)
+        if not revived:
+            Worker.objects.create(
+                id=worker_id,
+                role=PROCESS.role,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=now,
+                lease_expires_at=_lease_until(now),
+            )
+        held = dict(PROCESS.subscriptions)
+        surviving = set(Subscription.objects.filter(pk__in=held).values_list("pk", flat=True))
+        Subscription.objects.bulk_create(
+            Subscription(pk=pk, session_id=session_id, worker_id=worker_id, transport=transport)
+            for pk, (session_id, transport) in held.items()
+            if pk not in surviving
+        )
+        Session.objects.filter(pk__in={session_id for session_id, _ in held.values()}).update(
+            last_subscriber_left_at=None
+        )
 
 
 def worker_renew(*, now: datetime | None = None) -> str:
@@ -108,18 +146,23 @@ def worker_stop(*, now: datetime | None = None) -> None:
         Subscription.objects.filter(worker_id=PROCESS.worker_id).delete()
         _stamp_left_if_empty(session_ids, now)
         Worker.objects.filter(pk=PROCESS.worker_id).update(stopped_at=now, lease_expires_at=now)
-    PROCESS.worker_id = None
+    PROCESS.forget()
 
 
 def live_subscriptions(now: datetime):
     return Subscription.objects.filter(worker__lease_expires_at__gte=now, worker__stopped_at__isnull=True)
 
 
-def _stamp_left_if_empty(session_ids: list, now: datetime) -> None:
+def _stamp_left_if_empty(session_ids: list, now: datetime, *, left_at: datetime | None = None) -> None:
+    """Start the idle clock (at `left_at`, default now) of those sessions nobody watches any more."""
     if not session_ids:
         return
+    left_at = left_at or now
     live = live_subscriptions(now).filter(session_id=OuterRef("pk"))
-    Session.objects.filter(pk__in=session_ids).filter(~Exists(live)).update(last_subscriber_left_at=now)
+    Session.objects.filter(pk__in=session_ids).filter(~Exists(live)).update(
+        # Never move a clock backwards that a later leave already started.
+        last_subscriber_left_at=Greatest(Coalesce("last_subscriber_left_at", Value(left_at)), Value(left_at))
+    )
 
 
 def subscription_open(*, session: Session, transport: str, now: datetime | None = None) -> int:
@@ -130,12 +173,14 @@ def subscription_open(*, session: Session, transport: str, now: datetime | None 
         # The row lock orders this against a concurrent last-subscriber-left stamp.
         Session.objects.select_for_update().filter(pk=session.pk).update(last_subscriber_left_at=None)
         subscription = Subscription.objects.create(session_id=session.pk, worker_id=worker_id, transport=transport)
+    PROCESS.subscriptions[subscription.pk] = (session.pk, transport)
     return subscription.pk
 
 
 def subscription_close(*, subscription_id: int, now: datetime | None = None) -> None:
     """Drop a subscriber; the last one out starts the session's idle clock."""
     now = now or utcnow()
+    PROCESS.subscriptions.pop(subscription_id, None)
     with transaction.atomic():
         subscription = Subscription.objects.filter(pk=subscription_id).first()
         if subscription is None:
@@ -146,14 +191,23 @@ def subscription_close(*, subscription_id: int, now: datetime | None = None) -> 
 
 
 def presence_sweep_once(*, now: datetime | None = None) -> int:
-    """Delete subscriptions held by expired leases; returns how many were removed."""
+    """Delete subscriptions held by expired leases; returns how many were removed.
+
+    A session they leave empty counts as left when the lease expired — the moment those
+    subscribers stopped counting — so it gets its full idle TTL from then, no more, no less.
+    """
     now = now or utcnow()
     with transaction.atomic():
         expired = Worker.objects.filter(lease_expires_at__lt=now)
         stale = Subscription.objects.filter(worker__in=expired)
-        session_ids = list(stale.values_list("session_id", flat=True).distinct())
+        per_session = stale.values("session_id").annotate(left_at=Max("worker__lease_expires_at"))
+        left_at_by_session = {row["session_id"]: row["left_at"] for row in per_session}
+        # Sessions first, in pk order, as subscription_open/close lock them: a close racing
+        # the sweep then waits for it instead of deadlocking with it.
+        list(Session.objects.select_for_update().filter(pk__in=left_at_by_session).order_by("pk").values_list("pk"))
         removed, _ = stale.delete()
-        _stamp_left_if_empty(session_ids, now)
+        for session_id, left_at in left_at_by_session.items():
+            _stamp_left_if_empty([session_id], now, left_at=left_at)
         expired.filter(stopped_at__isnull=True).update(stopped_at=now)
         # Keep dead processes visible in the admin for a day, then forget them.
         Worker.objects.filter(lease_expires_at__lt=now - timedelta(days=1)).delete()

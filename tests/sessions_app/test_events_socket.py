@@ -131,6 +131,9 @@ async def test_session_end_pushes_ended_and_closes_every_subscriber(amake_sessio
         ("{not json", "malformed_message"),
         (json.dumps({"type": "dance"}), "malformed_message"),
         ("[1, 2]", "malformed_message"),
+        ("[" * 5000 + "]" * 5000, "malformed_message"),
+        (json.dumps({"type": "heartbeat", "last_seq": "7"}), "malformed_message"),
+        (json.dumps({"type": "heartbeat", "last_seq": 10_000}), "malformed_message"),
     ],
 )
 async def test_malformed_client_message_closes_4400_and_leaves_session_intact(
@@ -274,7 +277,9 @@ async def test_input_message_resumes_session_waiting_for_input(amake_session, su
     assert state["data"]["state"] == "running"
 
 
-async def test_slow_subscriber_is_closed_4429_and_can_resume(amake_session, subscriber, settings, monkeypatch):
+async def test_subscriber_whose_queue_overflows_is_closed_4429_and_can_resume(
+    amake_session, subscriber, settings, monkeypatch
+):
     settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
     session, token = await amake_session()
     client = subscriber(session.id, token=token)
@@ -303,3 +308,65 @@ async def test_slow_subscriber_is_closed_4429_and_can_resume(amake_session, subs
     assert await resumed.connect()
     replayed, _ = await resumed.receive_until_replay_complete()
     assert [e["seq"] for e in replayed] == list(range(complete["last_seq"] + 1, complete["last_seq"] + 9))
+
+
+async def test_subscriber_that_reports_falling_behind_is_closed_4429(amake_session, subscriber, settings):
+    settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
+    session, token = await amake_session()
+    client = subscriber(session.id, token=token)
+    assert await client.connect()
+    _, complete = await client.receive_until_replay_complete()
+    await client.send({"type": "heartbeat", "last_seq": complete["last_seq"]})
+    await asyncio.sleep(0.05)
+
+    for i in range(8):
+        await append(session_id=session.id, type="tone", data={"i": i})
+
+    delivered = []
+    while True:
+        message = await client.receive()
+        if message["type"] == "error":
+            break
+        delivered.append(message["seq"])
+    assert message["code"] == "subscriber_too_slow"
+    assert await client.receive_close() == 4429
+    assert len(delivered) == settings.EVENTS_SUBSCRIBER_MAX_PENDING
+
+
+async def test_client_that_keeps_acknowledging_is_never_cut_off(amake_session, subscriber, settings):
+    settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
+    session, token = await amake_session()
+    client = subscriber(session.id, token=token)
+    assert await client.connect()
+    _, complete = await client.receive_until_replay_complete()
+    await client.send({"type": "heartbeat", "last_seq": complete["last_seq"]})
+
+    for i in range(12):
+        await append(session_id=session.id, type="tone", data={"i": i})
+        received = await client.receive()
+        await client.send({"type": "heartbeat", "last_seq": received["seq"]})
+    assert received["seq"] == complete["last_seq"] + 12
+
+
+async def test_unexpected_failure_on_a_client_message_closes_1011_and_releases_the_subscriber(
+    amake_session, subscriber, monkeypatch
+):
+    from sessions_app import consumers
+    from sessions_app.models import Subscription
+
+    session, token = await amake_session()
+    client = subscriber(session.id, token=token)
+    assert await client.connect()
+    await client.receive_until_replay_complete()
+
+    async def broken_heartbeat(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(consumers, "_session_heartbeat", broken_heartbeat)
+    await client.send({"type": "heartbeat"})
+
+    error = await client.receive()
+    assert error["code"] == "internal_error"
+    assert await client.receive_close() == 1011
+    await client.close()
+    assert await database_sync_to_async(Subscription.objects.filter(session=session).count)() == 0

@@ -156,3 +156,55 @@ def test_gc_ignores_sessions_not_waiting_for_input(make_session, settings):
     session_transition(session=session, to=SessionState.RUNNING)
 
     assert gc_once(now=utcnow() + timedelta(seconds=settings.SESSION_GC_AFTER_S * 10)) == 0
+
+
+def test_reaper_spares_a_session_that_gained_a_subscriber_after_the_pass_read_it(make_session, settings):
+    from sessions_app.services.lifecycle import _abort_if_still, idle_sessions
+
+    session = aged(make_session()[0], settings.SESSION_IDLE_TTL_S * 10)
+    now = utcnow()
+    candidates = idle_sessions(now)
+    assert [s.pk for s in candidates] == [session.pk]
+
+    subscription_open(session=session, transport="ws", now=now)
+
+    assert _abort_if_still(candidates, session, "session_idle", now) is False
+    assert ended_as(session) == ("pending", None)
+
+
+def test_reaper_spares_a_session_whose_run_was_queued_after_the_pass_read_it(make_session, settings):
+    from sessions_app.services.lifecycle import _abort_if_still, idle_sessions
+
+    session = aged(make_session(kind="agent")[0], settings.SESSION_IDLE_TTL_S * 10)
+    now = utcnow()
+    candidates = idle_sessions(now)
+    list(candidates)
+    Run.objects.create(session=session, agent="notes", status=RunStatus.QUEUED)
+
+    assert _abort_if_still(candidates, session, "session_idle", now) is False
+
+
+def test_gc_spares_a_session_answered_after_the_pass_read_it(make_session, settings):
+    from sessions_app.services.lifecycle import _abort_if_still, abandoned_sessions
+    from sessions_app.services.sessions import session_input
+
+    session = waiting_for_input(make_session)
+    later = utcnow() + timedelta(seconds=settings.SESSION_GC_AFTER_S + 1)
+    candidates = abandoned_sessions(later)
+    assert [s.pk for s in candidates] == [session.pk]
+
+    session_input(session=session, input={"focus": "all"}, now=later)
+
+    assert _abort_if_still(candidates, session, "session_abandoned", later) is False
+    assert ended_as(session) == ("running", None)
+
+
+def test_reaper_gives_a_dead_process_subscriber_the_full_ttl_from_its_lease_expiry(make_session, settings):
+    session = aged(make_session()[0], settings.SESSION_IDLE_TTL_S * 100)
+    now = utcnow()
+    dead = worker_register(role="web", now=now - timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 1))
+    Subscription.objects.create(session=session, worker=dead, transport="ws")
+
+    assert reap_once(now=now) == 0
+    assert reap_once(now=dead.lease_expires_at + timedelta(seconds=settings.SESSION_IDLE_TTL_S + 1)) == 1
+    assert ended_as(session) == ("aborted", "session_idle")

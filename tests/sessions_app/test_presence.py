@@ -63,22 +63,47 @@ def test_killed_process_subscriptions_expire_and_are_swept(make_session, setting
     assert presence_sweep_once(now=later) == 1
     session.refresh_from_db()
     other.refresh_from_db()
-    assert session.last_subscriber_left_at == later
+    assert session.last_subscriber_left_at == dead.lease_expires_at
     assert other.last_subscriber_left_at is None
     assert Worker.objects.get(pk=dead.pk).stopped_at == later
     assert Subscription.objects.filter(session=other).count() == 1
 
 
-def test_lapsed_own_lease_is_replaced_not_revived(make_session, settings):
-    make_session()
+def test_lapsed_own_lease_is_taken_back_with_the_subscriptions_a_sweep_removed(make_session, settings):
+    """A process that stalled past its lease keeps its id and gets its live sockets counted again."""
+    session, _ = make_session()
     start = utcnow()
     first = presence.current_worker_id(now=start)
-    later = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 5)
+    subscription = subscription_open(session=session, transport="ws", now=start)
+    stalled_until = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 5)
+    assert presence_sweep_once(now=stalled_until) == 1
+    assert selectors.subscriber_count(session_id=session.id, now=stalled_until) == 0
 
-    second = presence.current_worker_id(now=later)
+    second = presence.current_worker_id(now=stalled_until)
 
-    assert second != first
-    assert Worker.objects.get(pk=second).lease_expires_at > later
+    assert second == first
+    worker = Worker.objects.get(pk=first)
+    assert worker.stopped_at is None
+    assert worker.lease_expires_at > stalled_until
+    assert selectors.subscriber_count(session_id=session.id, now=stalled_until) == 1
+    assert Subscription.objects.filter(pk=subscription).exists()
+    session.refresh_from_db()
+    assert session.last_subscriber_left_at is None
+    subscription_close(subscription_id=subscription, now=stalled_until)
+    assert Subscription.objects.count() == 0
+
+
+def test_sweep_starts_the_idle_clock_when_the_lease_expired_not_later(make_session, settings):
+    session, _ = make_session()
+    start = utcnow()
+    dead = worker_register(role="web", now=start)
+    Subscription.objects.create(session=session, worker=dead, transport="ws")
+    presence.PROCESS.worker_id = None
+
+    presence_sweep_once(now=start + timedelta(hours=1))
+
+    session.refresh_from_db()
+    assert session.last_subscriber_left_at == dead.lease_expires_at
 
 
 def test_graceful_stop_drops_this_process_subscriptions(make_session):
