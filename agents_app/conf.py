@@ -56,6 +56,11 @@ def shutdown_grace_s() -> float:
     return _number("AGENT_SHUTDOWN_GRACE_S", 5.0)
 
 
+def context_max_events() -> int:
+    """The most session-log events a run reads at its start (the latest ones, of the types its agent reads)."""
+    return int(getattr(settings, "AGENT_CONTEXT_MAX_EVENTS", 10_000))
+
+
 def notes_pace_s() -> float:
     """The `notes` agent's pause between chunks, so its notes read as they are written."""
     return _number("AGENT_NOTES_PACE_S", 0.12)

@@ -174,7 +174,8 @@ class RunDrain:
             if items:
                 self.written.set()
             if control.lost:
-                logger.warning("run %s is no longer this worker's; letting it go", self.run_id)
+                # Its session ended (which ends its runs) or its lease lapsed (logged where it is ended).
+                logger.info("run %s was ended elsewhere; letting it go", self.run_id)
                 return None
             if control.stop:
                 return RunStatus.STOPPED, None
@@ -308,6 +309,14 @@ class DrainPool:
                 drain = self.drains.get(str(message.get("run_id")))
                 if drain is not None:
                     drain.poke()
+
+    def stop_claiming(self) -> None:
+        """Claim nothing more: the worker is stopping and would only interrupt what it claimed.
+
+        Called the moment the worker is asked to stop, while its other loops may still take
+        a while to finish their pass; the claim listener keeps poking running drains.
+        """
+        self.closing = True
 
     async def shutdown(self) -> None:
         """Stop claiming and end every drain `interrupted` with its partial, within AGENT_SHUTDOWN_GRACE_S.

@@ -7,7 +7,7 @@ from sessions_app.models import Session
 
 
 def stop_runs_of_ended_session(sender: type[Session], *, session: Session, **kwargs) -> None:
-    # The drain saves the partial and ends the run `stopped`; a queued run ends right here.
+    # Sent before `session.ended` is logged: the runs' `run.done` must come first.
     services.runs_stop_for_session(session=session)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 
-from agents_app import errors
+from agents_app import conf, errors
+from agents_app.agents import AGENT_EVENT_TYPES
 from agents_app.agents.base import AgentContext
 from agents_app.models import Message, Run
 from sessions_app.errors import LinnetError
@@ -57,15 +58,28 @@ def conversation(*, session_id: uuid.UUID | str) -> list[dict]:
     return [{"role": role, "content": content} for role, content in rows.values_list("role", "content")]
 
 
+def agent_events(*, session_id: uuid.UUID | str, types: Collection[str], limit: int) -> tuple[list[dict], bool]:
+    """A session's latest `limit` logged envelopes of `types`, oldest first, and whether older ones were left out."""
+    if not types:
+        return [], False
+    rows = list(
+        Event.objects.filter(session_id=session_id, type__in=sorted(types))
+        .order_by("-seq")
+        .values_list("seq", "type", "ts", "data")[: limit + 1]
+    )
+    left_out = len(rows) > limit
+    events = [{"seq": seq, "type": type_, "ts": ts, "data": data} for seq, type_, ts, data in reversed(rows[:limit])]
+    return events, left_out
+
+
 def agent_context(*, run_id: uuid.UUID | str, receive_input: Callable[[], Awaitable[dict]]) -> AgentContext:
-    """Everything an agent reads at the start of its run."""
+    """What an agent reads at the start of its run: the conversation, and the log events of the types it reads."""
     run = Run.objects.select_related("session").defer("output").get(pk=run_id)
-    # Earlier runs' deltas are repeated whole in their run.done; leaving them out keeps this small.
-    rows = Event.objects.filter(session_id=run.session_id).exclude(type="run.delta").order_by("seq")
-    events = [
-        {"seq": seq, "type": type_, "ts": ts, "data": data}
-        for seq, type_, ts, data in rows.values_list("seq", "type", "ts", "data")
-    ]
+    events, left_out = agent_events(
+        session_id=run.session_id,
+        types=AGENT_EVENT_TYPES.get(run.agent, frozenset()),
+        limit=conf.context_max_events(),
+    )
     return AgentContext(
         run_id=run.id,
         session=run.session,
@@ -73,4 +87,5 @@ def agent_context(*, run_id: uuid.UUID | str, receive_input: Callable[[], Awaita
         messages=conversation(session_id=run.session_id),
         events=events,
         receive_input=receive_input,
+        earlier_events_left_out=left_out,
     )

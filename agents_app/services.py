@@ -132,9 +132,18 @@ def run_stop(*, run: Run) -> bool:
 
 
 def runs_stop_for_session(*, session: Session) -> None:
-    """Stop every run in flight in a session that is ending (inside its transaction)."""
+    """End every run in flight in a session that is ending `stopped` (inside its transaction).
+
+    A draining run is ended here too, with the output its drain has stored, rather than at
+    its drain's next poll: so its `run.done` is logged before `session.ended` and reaches
+    live subscribers before they are closed. Its drain then finds the run taken over and
+    lets go; text it had not flushed yet (at most AGENT_DELTA_FLUSH_S of output) is dropped.
+    """
     for run in _in_flight_locked(session_id=session.pk):
-        _stop_locked(run=run, session=session)
+        _end(run=run, session=session, status=RunStatus.STOPPED, now=session.ended_at)
+        if run.is_draining:
+            # Its drain lets go now, closing the agent, rather than at its next poll.
+            _notify_on_commit(run_group_name(run.id), {"type": LAYER_RUN_CHANGED, "run_id": str(run.id)})
 
 
 def run_input_deliver(*, session: Session, request: dict, input: dict) -> None:
@@ -278,7 +287,8 @@ def _ask(*, run: Run, session: Session, request: InputRequest) -> None:
     """run and session → input_required, and the `input_required` event for clients."""
     session.refresh_from_db(fields=["state"])
     if session.state != SessionState.RUNNING:
-        # The session is ending: its receiver already asked this run to stop.
+        # Already waiting: the agent asked again before it was answered. (An ended session
+        # never gets here: ending it ended this run under the same session lock.)
         return
     pending = {"run_id": str(run.id), **request.as_json()}
     Run.objects.filter(pk=run.pk).update(

@@ -25,7 +25,13 @@ def _sync_pass(fn: Callable[[], int]) -> Callable[[], Awaitable[int]]:
 def agent_loops() -> list[Loop]:
     pool = DrainPool()
     return [
-        Loop("drain", conf.claim_interval_s, pool.claim_once, on_shutdown=pool.shutdown),
+        Loop(
+            "drain",
+            conf.claim_interval_s,
+            pool.claim_once,
+            on_shutdown=pool.shutdown,
+            on_stop_requested=pool.stop_claiming,
+        ),
         Loop("run_expire", conf.expire_interval_s, _sync_pass(run_expire_once)),
         Loop("compact", conf.compact_interval_s, _sync_pass(compact_once)),
     ]

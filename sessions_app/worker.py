@@ -31,6 +31,8 @@ class Loop:
     run_once: Callable[[], Awaitable[int]]
     # Called once when the worker stops, after the loop's last pass (e.g. hand back runs).
     on_shutdown: Callable[[], Awaitable[None]] | None = None
+    # Called at once when the worker is asked to stop, before other loops finish their pass.
+    on_stop_requested: Callable[[], None] | None = None
 
 
 # Sessions ended per database hop: in `serve` the worker shares the process's one database
@@ -101,6 +103,12 @@ class WorkerLoops:
     async def stop(self, *, timeout_s: float = 20.0) -> None:
         """Stop claiming work, let each loop finish its pass, run shutdown hooks, drop presence."""
         self.stopping.set()
+        for loop in self.loops:
+            if loop.on_stop_requested is not None:
+                try:
+                    loop.on_stop_requested()
+                except Exception:
+                    logger.exception("worker loop %s: stop hook failed", loop.name)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=timeout_s)
         for loop in self.loops:

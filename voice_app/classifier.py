@@ -6,7 +6,7 @@ The vocabulary it maps onto lives in voice_app.annotation; docs/voice.md explain
 
 import math
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +16,8 @@ from voice_app.annotation import tone_annotation
 
 __all__ = [
     "IN_PROCESS_SPEAKER_ID",
+    "MAX_SESSIONS",
+    "ClassifierCache",
     "SessionClassifier",
     "VoiceEvent",
     "WindowFeatures",
@@ -24,6 +26,8 @@ __all__ = [
 
 IN_PROCESS_SPEAKER_ID = "speaker_0"
 MIN_SAMPLE_RATE = 8000
+# Each classifier holds one session's running baseline (about 9 kB); the least recently used go first.
+MAX_SESSIONS = 256
 
 FRAME_S = 0.032
 HOP_S = 0.010
@@ -586,6 +590,35 @@ class SessionClassifier:
         self._floor_candidate.clear()
         confidence = 0.5 + 0.5 * _ramp(moved_db, NOISE_FLOOR_CHANGE_DB, 3 * NOISE_FLOOR_CHANGE_DB)
         return _labelled_event("environ", "noise_floor_change", confidence, changed_at, end)
+
+
+class ClassifierCache:
+    """A bounded LRU of per-session classifiers, each with a lock that keeps its windows in order."""
+
+    def __init__(self, *, sample_rate: int, confidence_threshold: float, max_sessions: int = MAX_SESSIONS) -> None:
+        self.sample_rate = sample_rate
+        self.confidence_threshold = confidence_threshold
+        self.max_sessions = max_sessions
+        self.entries: OrderedDict[tuple[str, bool], tuple[SessionClassifier, threading.Lock]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, *, session_id: str, elcor: bool) -> tuple[SessionClassifier, threading.Lock]:
+        key = (session_id, elcor)
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                classifier = SessionClassifier(
+                    sample_rate=self.sample_rate, elcor=elcor, confidence_threshold=self.confidence_threshold
+                )
+                entry = self.entries[key] = (classifier, threading.Lock())
+                while len(self.entries) > self.max_sessions:
+                    self.entries.popitem(last=False)
+            else:
+                self.entries.move_to_end(key)
+            return entry
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 def _prosody_flags(*, features: WindowFeatures, reading: _Reading) -> list[str]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -12,14 +15,18 @@ from sessions_app import errors as session_errors
 from sessions_app.errors import LinnetError
 from sessions_app.services import presence
 from sessions_app.sockets import CLOSE_IDLE, CLOSE_NORMAL, CLOSE_NOT_ACTIVE, SessionSocketConsumer
-from voice_app import errors, services
+from voice_app import errors, selectors, services
 from voice_app.frames import AudioFrame, FrameError, frame_from_bytes, frame_from_text
 from voice_app.pipeline import VoicePipeline
 
+logger = logging.getLogger(__name__)
+
 CLOSE_INTERNAL_ERROR = 1011
+INTERNAL_ERROR = (session_errors.INTERNAL_ERROR, session_errors.MESSAGES[session_errors.INTERNAL_ERROR])
 
 _stream_open = database_sync_to_async(services.audio_stream_open)
 _stream_close = database_sync_to_async(services.audio_stream_close)
+_audio_end_s = database_sync_to_async(selectors.session_audio_end_s)
 
 
 class AudioConsumer(SessionSocketConsumer):
@@ -34,7 +41,11 @@ class AudioConsumer(SessionSocketConsumer):
         self.idle_watch: asyncio.Task | None = None
         self.teardown_lock = asyncio.Lock()
         self.torn_down = False
+        async with self.faults_end_stream():
+            await self.attach()
 
+    async def attach(self) -> None:
+        """Authorise, claim the session's stream and start its pipeline where its audio left off."""
         session = await self.open_session()
         if session is None:
             return
@@ -50,12 +61,15 @@ class AudioConsumer(SessionSocketConsumer):
         self.stream_id = stream.pk
         # The claim is only as alive as this process's lease, so keep the lease renewed.
         await presence.lease_keepalive_start()
+        start_s = await _audio_end_s(session_id=session.pk)
         self.last_activity = time.monotonic()
         self.pipeline = VoicePipeline(
             session=session,
             stream_id=stream.pk,
+            start_s=start_s,
             on_window=self.send_ack,
-            on_failure=self.pipeline_failed,
+            on_ended=self.stream_over,
+            on_failure=self.internal_error,
             now=self.last_activity,
         )
         await self.send_json(
@@ -70,6 +84,10 @@ class AudioConsumer(SessionSocketConsumer):
         self.idle_watch = asyncio.get_running_loop().create_task(self.watch_idle())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        async with self.faults_end_stream():
+            await self.take_frame(text_data, bytes_data)
+
+    async def take_frame(self, text_data: str | None, bytes_data: bytes | None) -> None:
         if self.ending or self.pipeline is None:
             return
         max_bytes = settings.AUDIO_MAX_FRAME_BYTES
@@ -99,10 +117,24 @@ class AudioConsumer(SessionSocketConsumer):
         await self.end_stream(CLOSE_NORMAL)
 
     async def session_events(self, message: dict) -> None:
-        if self.ending or self.pipeline is None:
-            return
-        if any(envelope.get("type") == "session.ended" for envelope in message.get("events", [])):
-            await self.end_stream(CLOSE_NORMAL)
+        async with self.faults_end_stream():
+            if self.ending or self.pipeline is None:
+                return
+            if any(envelope.get("type") == "session.ended" for envelope in message.get("events", [])):
+                await self.end_stream(CLOSE_NORMAL)
+
+    @contextlib.asynccontextmanager
+    async def faults_end_stream(self) -> AsyncIterator[None]:
+        """An unexpected exception in a handler ends the stream with 1011 instead of the consumer.
+
+        Escaping the handler, it would kill the consumer without `disconnect`: no error frame,
+        no teardown, and the stream row left open would refuse every reconnect with 4409.
+        """
+        try:
+            yield
+        except Exception:
+            logger.exception("audio socket %s failed", self.scope.get("path"))
+            await self.internal_error()
 
     async def end_stream(self, close_code: int, *, error: tuple[str, str] | None = None) -> None:
         """Free the session first, then tell the client: once it sees the close, it may reattach.
@@ -112,7 +144,12 @@ class AudioConsumer(SessionSocketConsumer):
         if self.ending:
             return
         self.ending = True
-        await self.teardown(close_code)
+        try:
+            await self.teardown(close_code)
+        except Exception:
+            # The client must still hear that its stream is over.
+            logger.exception("tearing down audio socket %s failed", self.scope.get("path"))
+            close_code, error = CLOSE_INTERNAL_ERROR, INTERNAL_ERROR
         if error is not None:
             await self.close_with_error(close_code, *error)
             return
@@ -131,11 +168,15 @@ class AudioConsumer(SessionSocketConsumer):
         if not self.ending:
             await self.send_json({"type": "ack", "frames": self.pipeline.frames, "bytes": self.pipeline.bytes})
 
-    async def pipeline_failed(self) -> None:
-        await self.end_stream(
-            CLOSE_INTERNAL_ERROR,
-            error=(session_errors.INTERNAL_ERROR, session_errors.MESSAGES[session_errors.INTERNAL_ERROR]),
-        )
+    async def stream_over(self, reason: LinnetError) -> None:
+        """The log refused a window: the session ended, or another producer holds the stream now."""
+        if reason.code == errors.SESSION_NOT_ACTIVE:
+            await self.end_stream(CLOSE_NORMAL)
+        else:
+            await self.end_stream(CLOSE_NOT_ACTIVE, error=(reason.code, reason.message))
+
+    async def internal_error(self) -> None:
+        await self.end_stream(CLOSE_INTERNAL_ERROR, error=INTERNAL_ERROR)
 
     async def watch_idle(self) -> None:
         timeout = settings.AUDIO_IDLE_TIMEOUT_S
@@ -154,20 +195,23 @@ class AudioConsumer(SessionSocketConsumer):
             if self.torn_down:
                 return
             self.torn_down = True
-            if self.idle_watch is not None and self.idle_watch is not asyncio.current_task():
-                self.idle_watch.cancel()
-            if self.pipeline is not None:
-                await self.pipeline.stop()
-            if self.joined:
-                await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
-            if self.stream_id is not None:
-                await _stream_close(
-                    stream_id=self.stream_id,
-                    frames=self.pipeline.frames if self.pipeline else 0,
-                    bytes_received=self.pipeline.bytes if self.pipeline else 0,
-                    windows=self.pipeline.windows if self.pipeline else 0,
-                    close_code=close_code,
-                )
+            try:
+                if self.idle_watch is not None and self.idle_watch is not asyncio.current_task():
+                    self.idle_watch.cancel()
+                if self.pipeline is not None:
+                    await self.pipeline.stop()
+                if self.joined:
+                    await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
+            finally:
+                # Whatever failed above, the next producer must not be refused for good.
+                if self.stream_id is not None:
+                    await _stream_close(
+                        stream_id=self.stream_id,
+                        frames=self.pipeline.frames if self.pipeline else 0,
+                        bytes_received=self.pipeline.bytes if self.pipeline else 0,
+                        windows=self.pipeline.windows if self.pipeline else 0,
+                        close_code=close_code,
+                    )
 
     async def disconnect(self, code: int) -> None:
         await self.teardown(code)

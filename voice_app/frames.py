@@ -70,9 +70,17 @@ def frame_from_text(text: str, *, max_bytes: int) -> AudioFrame | ControlFrame:
         )
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # A few thousand nested brackets fit well within the length limit and exhaust the
+        # decoder's recursion limit: that is malformed input too, not a server fault.
         raise FrameError(CLOSE_MALFORMED, errors.MALFORMED_MESSAGE, "The text frame is not valid JSON.") from None
     kind = message.get("type") if isinstance(message, dict) else None
+    if not isinstance(kind, str):
+        raise FrameError(
+            CLOSE_MALFORMED,
+            errors.MALFORMED_MESSAGE,
+            "A text frame must be a JSON object with a string `type`: audio, keepalive, finalize or close.",
+        )
     if kind in CONTROL_TYPES:
         return ControlFrame(kind)
     if kind != "audio":

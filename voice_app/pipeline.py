@@ -19,21 +19,22 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from sessions_app.errors import LinnetError
 from sessions_app.models import Session
 from sessions_app.sockets import CLOSE_TOO_FAST
 from voice_app import errors, metrics, services
-from voice_app.classifier import SessionClassifier
+from voice_app.classifier import ClassifierCache, SessionClassifier
 from voice_app.frames import FrameError
 from voice_app.sidecar import (
     Allocation,
     SidecarError,
     ToneDirection,
-    allocation_release,
     allocation_release_soon,
     allocation_request,
     sidecar_classify,
@@ -44,11 +45,18 @@ from voice_app.windowing import AudioRateLimiter, AudioWindow, AudioWindower
 
 logger = logging.getLogger(__name__)
 
-# Audio may arrive at up to twice real time, with a burst of this many seconds on top
-# (a client flushing what it buffered during a reconnect).
-RATE_LIMIT_FACTOR = 2.0
-RATE_LIMIT_BURST_S = 2.0
 BACKLOG_S = 10.0
+# Audio may arrive at up to twice real time, with a burst on top: a client streaming in real
+# time builds up to the backlog bound (a larger flush would only be skipped), so it can flush
+# what a network stall of that long held back; a newly connected one starts with
+# RATE_LIMIT_START_S (what it buffered while reconnecting). A client sending at 3× real time
+# from the start is refused after RATE_LIMIT_START_S seconds, 3× that of audio.
+RATE_LIMIT_FACTOR = 2.0
+RATE_LIMIT_BURST_S = BACKLOG_S
+RATE_LIMIT_START_S = 5.0
+# A stream that reattaches on the same process carries on with its session's baseline.
+# About 9 kB each, so at most ~9 MB; an active stream keeps its own even once evicted.
+IN_PROCESS_BASELINES = 1024
 # After a failed sidecar call, windows go in-process for this long before it is tried again.
 SIDECAR_RETRY_S = 5.0
 
@@ -60,6 +68,7 @@ _allocation_record = database_sync_to_async(services.audio_stream_allocation_rec
 
 class _ClassifyPool:
     executor: ThreadPoolExecutor | None = None
+    baselines: ClassifierCache | None = None
 
 
 def classify_executor() -> ThreadPoolExecutor:
@@ -69,6 +78,22 @@ def classify_executor() -> ThreadPoolExecutor:
             max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="linnet-classify"
         )
     return _ClassifyPool.executor
+
+
+def session_baseline(options: StreamOptions) -> SessionClassifier:
+    """This process's classifier of the session: a reconnecting stream keeps its baseline."""
+    baselines = _ClassifyPool.baselines
+    if baselines is None or (baselines.sample_rate, baselines.confidence_threshold) != (
+        options.sample_rate,
+        options.confidence_threshold,
+    ):
+        baselines = _ClassifyPool.baselines = ClassifierCache(
+            sample_rate=options.sample_rate,
+            confidence_threshold=options.confidence_threshold,
+            max_sessions=IN_PROCESS_BASELINES,
+        )
+    classifier, _ = baselines.get(session_id=options.session_id, elcor=options.elcor)
+    return classifier
 
 
 def service_item(status: str, detail: str) -> Item:
@@ -99,7 +124,7 @@ class StreamOptions:
 
 
 class InProcessClassifier:
-    """The built-in classifier for one stream; its running baseline lives as long as the stream."""
+    """The built-in classifier for one stream, on its session's running baseline."""
 
     name = "in_process"
 
@@ -108,16 +133,12 @@ class InProcessClassifier:
         self.classifier: SessionClassifier | None = None
 
     async def classify(self, window: AudioWindow) -> list[Item]:
+        if self.classifier is None:
+            self.classifier = session_baseline(self.options)
         return await asyncio.get_running_loop().run_in_executor(classify_executor(), self._classify, window)
 
     def _classify(self, window: AudioWindow) -> list[Item]:
         started = time.perf_counter()
-        if self.classifier is None:
-            self.classifier = SessionClassifier(
-                sample_rate=self.options.sample_rate,
-                elcor=self.options.elcor,
-                confidence_threshold=self.options.confidence_threshold,
-            )
         pcm = np.frombuffer(window.pcm, dtype="<i2")
         events = self.classifier.classify(pcm, start=window.start, end=window.end)
         metrics.CLASSIFY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -201,19 +222,25 @@ class VoicePipeline:
         *,
         session: Session,
         stream_id: int,
+        start_s: float,
         on_window: Callable[[], Awaitable[None]],
+        on_ended: Callable[[LinnetError], Awaitable[None]],
         on_failure: Callable[[], Awaitable[None]],
         now: float,
     ) -> None:
         self.options = StreamOptions.for_session(session)
         self.stream_id = stream_id
         self.on_window = on_window
+        self.on_ended = on_ended
         self.on_failure = on_failure
-        self.windower = AudioWindower(sample_rate=self.options.sample_rate, window_ms=self.options.window_ms)
+        self.windower = AudioWindower(
+            sample_rate=self.options.sample_rate, window_ms=self.options.window_ms, start_s=start_s
+        )
         self.limiter = AudioRateLimiter(
             sample_rate=self.options.sample_rate,
             factor=RATE_LIMIT_FACTOR,
             burst_s=RATE_LIMIT_BURST_S,
+            start_s=RATE_LIMIT_START_S,
             max_frame_bytes=settings.AUDIO_MAX_FRAME_BYTES,
             now=now,
         )
@@ -285,7 +312,7 @@ class VoicePipeline:
 
     async def _run(self) -> None:
         try:
-            await _events_append(session_id=self.options.session_id, items=await self._route_start())
+            await self._log(await self._route_start())
             while True:
                 if not self.backlog:
                     self.behind = False
@@ -297,14 +324,21 @@ class VoicePipeline:
                 window = self.backlog.popleft()
                 items = await self._classify(window)
                 notices, self.notices = self.notices, []
-                await _events_append(session_id=self.options.session_id, items=[*notices, *items])
+                await self._log([*notices, *items])
                 self.windows += 1
                 await self.on_window()
         except asyncio.CancelledError:
             raise
+        except LinnetError as exc:
+            # Only the log raises it: the session ended (maybe without its layer message ever
+            # reaching this socket) or another producer took the stream over.
+            await self.on_ended(exc)
         except Exception:
             logger.exception("voice pipeline of session %s failed", self.options.session_id)
             await self.on_failure()
+
+    async def _log(self, items: list[Item]) -> None:
+        await _events_append(session_id=self.options.session_id, stream_id=self.stream_id, items=items)
 
     async def _classify(self, window: AudioWindow) -> list[Item]:
         try:
@@ -344,8 +378,22 @@ class VoicePipeline:
             # The stream closed mid-request; whatever the allocator hands out must go back.
             request.add_done_callback(_release_orphan)
             raise
-        if not await _allocation_record(stream_id=self.stream_id, allocation_id=allocation.allocation_id):
-            await allocation_release(orch_url=orch_url, allocation_id=allocation.allocation_id)
+        allocation_id = allocation.allocation_id
+        # Until the stream's row holds the allocation, only this task can release it; the
+        # release goes through the deferred path, which outlives this task.
+        record = asyncio.ensure_future(_allocation_record(stream_id=self.stream_id, allocation_id=allocation_id))
+        try:
+            recorded = await asyncio.shield(record)
+        except asyncio.CancelledError:
+            # The write goes on in its thread: whether the row took the allocation is known
+            # only once it lands.
+            record.add_done_callback(partial(_release_unrecorded, allocation_id))
+            raise
+        except Exception:
+            allocation_release_soon(allocation_id=allocation_id)
+            raise
+        if not recorded:
+            allocation_release_soon(allocation_id=allocation_id)
             raise SidecarError("the stream closed while cf-orch was allocating")
         return allocation
 
@@ -353,3 +401,8 @@ class VoicePipeline:
 def _release_orphan(request: asyncio.Future) -> None:
     if not request.cancelled() and request.exception() is None:
         allocation_release_soon(allocation_id=request.result().allocation_id)
+
+
+def _release_unrecorded(allocation_id: str, record: asyncio.Future) -> None:
+    if record.cancelled() or record.exception() is not None or not record.result():
+        allocation_release_soon(allocation_id=allocation_id)

@@ -131,17 +131,23 @@ def _release_after_commit(allocation_id: str) -> None:
     transaction.on_commit(partial(allocation_release_soon, allocation_id=allocation_id))
 
 
-def voice_events_append(*, session_id: uuid.UUID | str, items: Iterable[tuple[str, dict]]) -> list[Event]:
-    """Log one window's events unless the session has ended meanwhile.
+def voice_events_append(
+    *, session_id: uuid.UUID | str, stream_id: int, items: Iterable[tuple[str, dict]]
+) -> list[Event]:
+    """Log one window's events while the session is live and this stream still holds it.
 
-    A window classified while the session was ending would otherwise land after
-    `session.ended`, where no subscriber is listening any more.
+    Checked for every window, even one with nothing to log, because this is how the stream
+    learns it is over when the channel layer dropped the message that would have told it.
+
+    Raises LinnetError (409) with SESSION_NOT_ACTIVE once the session has ended (a window
+    logged after `session.ended` would reach no subscriber), or with AUDIO_STREAM_ATTACHED
+    once another producer took the stream over (this process's lease lapsed meanwhile and
+    the row was closed as abandoned).
     """
-    items = list(items)
-    if not items:
-        return []
     with transaction.atomic():
         state = Session.objects.select_for_update().filter(pk=session_id).values_list("state", flat=True).first()
         if state is None or state in TERMINAL_STATES:
-            return []
+            raise LinnetError(errors.SESSION_NOT_ACTIVE, errors.MESSAGES[errors.SESSION_NOT_ACTIVE], status=409)
+        if not AudioStream.objects.filter(pk=stream_id, closed_at__isnull=True).exists():
+            raise LinnetError(errors.AUDIO_STREAM_ATTACHED, errors.MESSAGES[errors.AUDIO_STREAM_ATTACHED], status=409)
         return events_append(session_id=session_id, items=items)

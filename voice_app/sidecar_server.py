@@ -11,51 +11,23 @@ import base64
 import binascii
 import json
 import logging
-import threading
-from collections import OrderedDict
+import math
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
 from voice_app import errors
-from voice_app.classifier import SessionClassifier, VoiceEvent
+from voice_app.classifier import ClassifierCache, VoiceEvent
 
 logger = logging.getLogger(__name__)
 
 # A 3 s window of 48 kHz audio is under 400 kB of base64; anything far larger is a mistake.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-# Each classifier holds one session's running baseline; the least recently used go first.
-MAX_SESSIONS = 256
-
-
-class ClassifierCache:
-    """A bounded LRU of per-session classifiers, each with a lock that keeps its windows in order."""
-
-    def __init__(self, *, sample_rate: int, confidence_threshold: float, max_sessions: int = MAX_SESSIONS) -> None:
-        self.sample_rate = sample_rate
-        self.confidence_threshold = confidence_threshold
-        self.max_sessions = max_sessions
-        self.entries: OrderedDict[tuple[str, bool], tuple[SessionClassifier, threading.Lock]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, *, session_id: str, elcor: bool) -> tuple[SessionClassifier, threading.Lock]:
-        key = (session_id, elcor)
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is None:
-                classifier = SessionClassifier(
-                    sample_rate=self.sample_rate, elcor=elcor, confidence_threshold=self.confidence_threshold
-                )
-                entry = self.entries[key] = (classifier, threading.Lock())
-                while len(self.entries) > self.max_sessions:
-                    self.entries.popitem(last=False)
-            else:
-                self.entries.move_to_end(key)
-            return entry
-
-    def __len__(self) -> int:
-        return len(self.entries)
+# A connection that sends nothing (or stops mid-body) for this long is closed: each one holds
+# a thread, and a half-open client would otherwise hold it forever. Linnet's pooled client
+# drops idle connections well before this.
+REQUEST_TIMEOUT_S = 30.0
 
 
 class ClassifyRequestError(Exception):
@@ -74,7 +46,8 @@ def classify_request_parse(body: bytes) -> tuple[np.ndarray, float, str, bool]:
     """Validate a /classify body; returns (pcm, timestamp, session_id, elcor)."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Deeply nested brackets exhaust the decoder's recursion limit well within MAX_BODY_BYTES.
         raise _bad_request("The body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise _bad_request("The body must be a JSON object.")
@@ -88,8 +61,14 @@ def classify_request_parse(body: bytes) -> tuple[np.ndarray, float, str, bool]:
     if not pcm or len(pcm) % 2:
         raise _bad_request("`audio_chunk` must hold whole 16-bit samples (a non-empty, even number of bytes).")
     timestamp = payload.get("timestamp", 0.0)
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or timestamp < 0:
-        raise _bad_request("`timestamp` must be a number of seconds >= 0.")
+    # json.loads takes NaN and Infinity, which would make every event time of the window nonsense.
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int | float)
+        or not math.isfinite(timestamp)
+        or timestamp < 0
+    ):
+        raise _bad_request("`timestamp` must be a finite number of seconds >= 0.")
     session_id = payload.get("session_id", "")
     if not isinstance(session_id, str):
         raise _bad_request("`session_id` must be a string.")
@@ -128,9 +107,16 @@ def sidecar_event_json(event: VoiceEvent) -> dict:
 class SidecarServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], *, classifiers: ClassifierCache) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        classifiers: ClassifierCache,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         super().__init__(address, SidecarRequestHandler)
         self.classifiers = classifiers
+        self.request_timeout_s = request_timeout_s
 
     @property
     def url(self) -> str:
@@ -145,6 +131,11 @@ class SidecarRequestHandler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle on, the body of every answer on
     # a kept-alive connection waited for the client's delayed ACK (about 40 ms).
     disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        # The base class applies `timeout` to the socket; a read past it ends the connection.
+        self.timeout = self.server.request_timeout_s
+        super().setup()
 
     def do_GET(self) -> None:
         if self.path != "/health":

@@ -9,7 +9,7 @@ BYTES_PER_SAMPLE = 2
 
 @dataclass(frozen=True)
 class AudioWindow:
-    """`pcm` is PCM16 LE mono; `start`/`end` are seconds into the stream by samples received."""
+    """`pcm` is PCM16 LE mono; `start`/`end` are seconds into the session's audio by samples received."""
 
     pcm: bytes
     start: float
@@ -17,13 +17,17 @@ class AudioWindow:
 
 
 class AudioWindower:
-    """Cuts frames of any size into exact `window_ms` windows; a window may span frames."""
+    """Cuts frames of any size into exact `window_ms` windows; a window may span frames.
 
-    def __init__(self, *, sample_rate: int, window_ms: int) -> None:
+    The clock starts at `start_s` (where the session's earlier streams left off) and counts
+    samples from there, so window times stay exact however the audio was chunked or delayed.
+    """
+
+    def __init__(self, *, sample_rate: int, window_ms: int, start_s: float = 0.0) -> None:
         self.sample_rate = sample_rate
         self.window_bytes = sample_rate * window_ms // 1000 * BYTES_PER_SAMPLE
         self.buffer = bytearray()
-        self.samples_cut = 0
+        self.clock_samples = round(start_s * sample_rate)
 
     def feed(self, pcm: bytes) -> list[AudioWindow]:
         """Add audio and return every window it completed, oldest first."""
@@ -43,23 +47,36 @@ class AudioWindower:
         pcm = bytes(self.buffer[:size])
         del self.buffer[:size]
         samples = size // BYTES_PER_SAMPLE
-        start = self.samples_cut / self.sample_rate
-        self.samples_cut += samples
-        return AudioWindow(pcm=pcm, start=start, end=self.samples_cut / self.sample_rate)
+        start = self.clock_samples / self.sample_rate
+        self.clock_samples += samples
+        return AudioWindow(pcm=pcm, start=start, end=self.clock_samples / self.sample_rate)
 
 
 class AudioRateLimiter:
-    """A token bucket in bytes: refills at `factor` × real time, holds `burst_s` of audio.
+    """A token bucket in bytes: refills at `factor` × real time and holds up to `burst_s` of
+    audio, starting with `start_s`.
 
-    A client may send a short burst (a reconnect flushing its buffer) but not keep
-    sending faster than `factor` × real time; the bucket always admits one maximum frame.
+    A client streaming in real time gains allowance faster than it spends it, so the bucket
+    fills up to `burst_s`: after a network stall the client may flush that much held-back
+    audio at once. Straight after connecting it may flush `start_s` (what it buffered while
+    reconnecting). Sending faster than `factor` × real time drains the bucket and is refused
+    once it is empty. The bucket always admits one maximum frame.
     """
 
-    def __init__(self, *, sample_rate: int, factor: float, burst_s: float, max_frame_bytes: int, now: float) -> None:
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        factor: float,
+        burst_s: float,
+        start_s: float,
+        max_frame_bytes: int,
+        now: float,
+    ) -> None:
         bytes_per_second = sample_rate * BYTES_PER_SAMPLE
         self.rate = factor * bytes_per_second
         self.capacity = max(burst_s * bytes_per_second, float(max_frame_bytes))
-        self.tokens = self.capacity
+        self.tokens = max(min(start_s, burst_s) * bytes_per_second, float(max_frame_bytes))
         self.updated_at = now
 
     def admit(self, size: int, *, now: float) -> bool:

@@ -70,10 +70,13 @@ class AgentContext:
     input: str
     # The conversation so far, oldest first, as {"role", "content"}; ends with this run's input.
     messages: list[dict]
-    # The session's logged envelopes ({"seq", "type", "ts", "data"}) up to the run's start,
-    # without other runs' deltas.
+    # The session's logged envelopes ({"seq", "type", "ts", "data"}) up to the run's start, in
+    # seq order: only the types the agent reads (AGENT_EVENT_TYPES), at most the latest
+    # AGENT_CONTEXT_MAX_EVENTS of them.
     events: list[dict]
     receive_input: Callable[[], Awaitable[dict]] = field(repr=False)
+    # Whether older events of those types were left out to keep within AGENT_CONTEXT_MAX_EVENTS.
+    earlier_events_left_out: bool = False
 
 
 Agent = Callable[[AgentContext], AsyncIterator[AgentItem]]

@@ -39,6 +39,7 @@ class Heard:
     tones: list[dict]
     transcripts: list[dict]
     quiet: list[dict]
+    start_s: float
     end_s: float
 
     @property
@@ -71,6 +72,7 @@ def heard_from(events: list[dict]) -> Heard:
         quiet=[
             e["data"] for e in by_start if e["type"] in ("queue", "environ") and e["data"].get("label") in QUIET_LABELS
         ],
+        start_s=_seconds(by_start[0]["data"], "start") if by_start else 0.0,
         end_s=max((_seconds(e["data"], "end") for e in audio), default=0.0),
     )
 
@@ -90,6 +92,7 @@ def following(heard: Heard, speaker: str) -> Heard:
         tones=[t for t in heard.tones if str(t.get("speaker_id")) == speaker],
         transcripts=[t for t in heard.transcripts if str(t.get("speaker_id")) == speaker],
         quiet=heard.quiet,
+        start_s=heard.start_s,
         end_s=heard.end_s,
     )
 
@@ -237,10 +240,14 @@ def summary_line(heard: Heard) -> str:
     return "; ".join(parts) + "."
 
 
-def notes_lines(heard: Heard, *, speakers: list[str], speaker: str | None, request: str) -> list[str]:
+def notes_lines(
+    heard: Heard, *, speakers: list[str], speaker: str | None, request: str, earlier_left_out: bool = False
+) -> list[str]:
     """The whole text of the notes, as the lines that are streamed one by one."""
     who = f"{len(speakers)} speaker{'s' if len(speakers) != 1 else ''}" if speakers else "no speaker ids"
     lines = [f"Notes on this session: {clock(heard.end_s)} of audio, {len(heard.tones)} tone readings, {who}."]
+    if earlier_left_out:
+        lines.append(f"Only the most recent audio was read, from {clock(heard.start_s)} on; earlier audio is left out.")
     if speaker:
         lines.append(f"Following speaker {speaker}.")
     if request.strip():
@@ -274,9 +281,23 @@ async def _paced(lines: list[str]) -> AsyncIterator[AgentItem]:
         yield Delta(line + "\n")
 
 
+def _read(events: list[dict]) -> tuple[Heard, list[str]]:
+    heard = heard_from(events)
+    return heard, speakers_of(heard)
+
+
+def _write(
+    heard: Heard, *, speakers: list[str], speaker: str | None, request: str, earlier_left_out: bool
+) -> list[str]:
+    followed = following(heard, speaker) if speaker else heard
+    return notes_lines(followed, speakers=speakers, speaker=speaker, request=request, earlier_left_out=earlier_left_out)
+
+
 async def notes_agent(context: AgentContext) -> AsyncIterator[AgentItem]:
     yield Phase("reading")
-    heard = heard_from(context.events)
+    # Up to AGENT_CONTEXT_MAX_EVENTS events to sort and summarise: that CPU work runs in a
+    # thread, off the event loop that (in `serve`) also takes every session's audio.
+    heard, speakers = await asyncio.to_thread(_read, context.events)
     if heard.is_empty:
         yield InputRequest(
             fields=(InputField("focus", "text", "What should the notes cover?"),),
@@ -288,7 +309,6 @@ async def notes_agent(context: AgentContext) -> AsyncIterator[AgentItem]:
             yield item
         return
 
-    speakers = speakers_of(heard)
     speaker = None
     preface: list[str] = []
     if len(speakers) > 1:
@@ -304,9 +324,16 @@ async def notes_agent(context: AgentContext) -> AsyncIterator[AgentItem]:
         chosen = str(answer.get("speaker", ALL_SPEAKERS))
         if chosen in speakers:
             speaker = chosen
-            heard = following(heard, chosen)
         elif chosen != ALL_SPEAKERS:
             preface.append(f'"{chosen}" is not one of the detected speakers, so these notes cover everyone.')
     yield Phase("writing")
-    async for item in _paced(preface + notes_lines(heard, speakers=speakers, speaker=speaker, request=context.input)):
+    lines = await asyncio.to_thread(
+        _write,
+        heard,
+        speakers=speakers,
+        speaker=speaker,
+        request=context.input,
+        earlier_left_out=context.earlier_events_left_out,
+    )
+    async for item in _paced(preface + lines):
         yield item

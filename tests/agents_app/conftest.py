@@ -16,6 +16,7 @@ from agents_app.agents import AGENTS
 from agents_app.agents.base import AgentContext, InputRequest
 from agents_app.drains import DrainPool
 from sessions_app import selectors
+from tests.conftest import Subscriber
 
 
 @pytest.fixture(autouse=True)
@@ -135,6 +136,16 @@ def run_text(envelopes: list[dict], run_id) -> str:
     return "".join(
         e["data"]["text"] for e in envelopes if e["type"] == "run.delta" and e["data"]["run_id"] == str(run_id)
     )
+
+
+async def frames_until_close(client: Subscriber) -> tuple[list[dict], int]:
+    """The frames a connected subscriber is sent until the server closes it, and the close code."""
+    frames = []
+    while True:
+        output = await client.communicator.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            return frames, output.get("code", 1000)
+        frames.append(json.loads(output["text"]))
 
 
 class Api:

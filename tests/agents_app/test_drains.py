@@ -11,7 +11,7 @@ from agents_app.agents.base import AgentError, Delta, Phase
 from agents_app.models import Message, Run, RunStatus
 from agents_app.services import run_start, run_stop
 from sessions_app.services.events import events_append
-from tests.agents_app.conftest import alog, drained, run_text, until
+from tests.agents_app.conftest import alog, drained, frames_until_close, run_text, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -259,22 +259,44 @@ async def test_agent_error_ends_the_run_error_with_its_message(amake_session, po
     assert done["message"]["content"] == "so far"
 
 
-async def test_ending_the_session_stops_its_run_with_the_partial(amake_session, pool, scripted, api):
+async def test_ending_the_session_ends_its_run_stopped_before_session_ended(
+    amake_session, pool, scripted, api, subscriber, settings
+):
     agent = scripted()
     session, token = await amake_session(kind="agent")
     run = await _run_start(session=session, input="go", agent="scripted")
     await pool.claim_once()
     agent.feed(Delta("half"))
     await until(lambda: _run(run.id).output == "half")
+    watcher = subscriber(session.id, token=token)
+    assert await watcher.connect()
+    await watcher.receive_until_replay_complete()
+    settings.AGENT_DELTA_FLUSH_S = 60
+    agent.feed(Delta(" never flushed"))
+    await until(lambda: pool.drains[str(run.id)].buffer, what="the tail to be buffered")
 
     ended = await api(session.id, token).delete()
-    await drained(pool)
 
     assert ended.json()["state"] == "done"
+    # Ended inside the DELETE, not at the drain's next poll.
     stopped = await database_sync_to_async(_run)(run.id)
-    assert stopped.status == RunStatus.STOPPED
-    done = (await alog(session.id, "run.done"))[-1]["data"]
-    assert done["message"]["content"] == "half"
+    assert stopped.status == RunStatus.STOPPED and stopped.ended_at is not None
+    message = await database_sync_to_async(Message.objects.get)(run=run, role="assistant")
+    assert message.content == "half"
+    live, code = await frames_until_close(watcher)
+    live_types = [e["type"] for e in live]
+    assert live_types.index("run.done") < live_types.index("session.ended")
+    assert code == 1000
+    await drained(pool)
+
+    events = await alog(session.id)
+    types = [e["type"] for e in events]
+    assert types.index("run.done") < types.index("session.ended") == len(types) - 1
+    done = events[types.index("run.done")]["data"]
+    assert done["status"] == "stopped"
+    assert done["message"] == {"id": str(message.id), "role": "assistant", "content": "half"}
+    assert run_text(events, run.id) == "half"
+    assert agent.closed
 
 
 async def test_a_queued_run_is_claimed_at_once_when_the_pool_listens(amake_session, pool, settings):

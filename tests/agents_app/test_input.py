@@ -15,7 +15,7 @@ from sessions_app.clock import utcnow
 from sessions_app.models import Session
 from sessions_app.services.events import events_append
 from sessions_app.services.lifecycle import gc_once
-from tests.agents_app.conftest import alog, drained, until
+from tests.agents_app.conftest import alog, drained, frames_until_close, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,25 +104,38 @@ async def test_input_sent_over_the_events_socket_resumes_the_run(amake_session, 
     assert (await database_sync_to_async(_session)(session.id)).state == "running"
 
 
-async def test_gc_of_an_abandoned_session_wakes_the_waiting_drain_which_ends_stopped(amake_session, pool, scripted):
+async def test_gc_of_an_abandoned_session_ends_the_waiting_run_stopped_before_session_ended(
+    amake_session, pool, scripted, subscriber
+):
     agent = scripted()
-    session, _ = await amake_session(kind="agent")
+    session, token = await amake_session(kind="agent")
     run = await _run_start(session=session, input="go", agent="scripted")
     await pool.claim_once()
     agent.feed(Delta("before the question"), QUESTION)
     await until(lambda: _session(session.id).state == "input_required")
+    watcher = subscriber(session.id, token=token)
+    assert await watcher.connect()
+    await watcher.receive_until_replay_complete()
 
     later = utcnow() + timedelta(seconds=settings.SESSION_GC_AFTER_S + 1)
     assert await database_sync_to_async(gc_once)(now=later) == 1
+
+    # Ended by the GC pass itself, not by the drain waking up later.
+    stopped = await database_sync_to_async(_run)(run.id)
+    assert stopped.status == RunStatus.STOPPED and stopped.ended_at == later
+    live, code = await frames_until_close(watcher)
+    assert [e["type"] for e in live] == ["session.state", "run.done", "session.ended"]
+    assert live[1]["data"]["status"] == "stopped"
+    assert live[1]["data"]["message"]["content"] == "before the question"
+    assert live[2]["data"]["error"]["code"] == "session_abandoned"
+    assert code == 1000
     await drained(pool, timeout=2)
 
-    stopped = await database_sync_to_async(_run)(run.id)
-    assert stopped.status == RunStatus.STOPPED
     assert agent.answers == [] and agent.closed
     ended = await database_sync_to_async(_session)(session.id)
     assert ended.state == "aborted" and ended.error["code"] == "session_abandoned"
-    done = (await alog(session.id, "run.done"))[-1]["data"]
-    assert done["status"] == "stopped" and done["message"]["content"] == "before the question"
+    events = await alog(session.id)
+    assert events[-1]["type"] == "session.ended" and events[-2]["seq"] == live[1]["seq"]
 
 
 async def test_stopping_a_run_that_waits_for_input_resumes_the_session(amake_session, pool, scripted, api):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 
+from agents_app.agents import notes as notes_module
 from agents_app.agents.base import AgentContext, Delta, InputRequest, Phase
 from agents_app.agents.notes import notes_agent
 from sessions_app.models import Session
@@ -33,8 +35,11 @@ def _tone(seq, label, start, end, *, speaker="S1", direction="stable", magnitude
 class Conversation:
     """Runs the agent to its end, answering each input request from a list."""
 
-    def __init__(self, events: list[dict], *, answers: list[dict] = (), request: str = "") -> None:
+    def __init__(
+        self, events: list[dict], *, answers: list[dict] = (), request: str = "", earlier_left_out: bool = False
+    ) -> None:
         self.events = events
+        self.earlier_left_out = earlier_left_out
         self.answers = list(answers)
         self.request = request
         self.questions: list[InputRequest] = []
@@ -51,6 +56,7 @@ class Conversation:
             messages=[],
             events=self.events,
             receive_input=self.receive_input,
+            earlier_events_left_out=self.earlier_left_out,
         )
         text = []
         async for item in notes_agent(context):
@@ -162,3 +168,33 @@ async def test_without_audio_the_notes_ask_what_to_cover():
     assert question.reason == "The session has no audio yet."
     assert notes.startswith("No audio has reached this session yet")
     assert "Noted for when it does: the pricing debate." in notes
+
+
+async def test_notes_say_when_earlier_audio_was_left_out():
+    latest = [_tone(1, "calm", 3600, 3610), _tone(2, "tense", 3610, 3620)]
+
+    notes = await Conversation(latest, earlier_left_out=True).notes()
+    complete = await Conversation(latest).notes()
+
+    assert "Only the most recent audio was read, from 1:00:00 on; earlier audio is left out." in notes
+    assert "left out" not in complete
+
+
+async def test_reading_and_writing_the_notes_run_off_the_event_loop(monkeypatch):
+    threads: dict[str, set[int]] = {"read": set(), "write": set()}
+
+    def watched(name, fn):
+        def run(*args, **kwargs):
+            threads[name].add(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(notes_module, "heard_from", watched("read", notes_module.heard_from))
+    monkeypatch.setattr(notes_module, "notes_lines", watched("write", notes_module.notes_lines))
+
+    assert "Overall:" in await Conversation(A_MEETING).notes()
+
+    loop_thread = threading.get_ident()
+    assert threads["read"] and loop_thread not in threads["read"]
+    assert threads["write"] and loop_thread not in threads["write"]

@@ -23,7 +23,7 @@ from channels.testing import WebsocketCommunicator
 from sessions_app import selectors
 from tests.processes import LinnetProcess, free_port
 from voice_app import sidecar
-from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR
+from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR, RATE_LIMIT_START_S
 
 ORIGIN = (b"origin", b"http://localhost")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -69,7 +69,7 @@ class Pacer:
     def __init__(self) -> None:
         self.capacity = 0.75 * RATE_LIMIT_BURST_S * BYTES_PER_SECOND
         self.rate = 0.8 * RATE_LIMIT_FACTOR * BYTES_PER_SECOND
-        self.tokens = self.capacity
+        self.tokens = 0.75 * RATE_LIMIT_START_S * BYTES_PER_SECOND
         self.updated_at = time.monotonic()
 
     async def take(self, size: int) -> None:
@@ -174,13 +174,21 @@ async def audio_client():
         await client.communicator.disconnect()
 
 
+async def allocation_releases_settled(timeout: float = 5) -> None:
+    """Wait for every allocation release already scheduled, on the loop or on a thread."""
+    pending = [asyncio.wrap_future(f) if not isinstance(f, asyncio.Future) else f for f in sidecar.POOL.pending]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    for thread in threading.enumerate():
+        if thread.name == "linnet-cf-orch-release":
+            await asyncio.to_thread(thread.join, timeout)
+
+
 @pytest_asyncio.fixture(autouse=True)
 async def _sidecar_client_closed():
     # The pooled client belongs to this test's loop; close it here rather than leak it.
     yield
-    pending = [asyncio.wrap_future(f) if not isinstance(f, asyncio.Future) else f for f in sidecar.POOL.pending]
-    if pending:
-        await asyncio.wait(pending, timeout=5)
+    await allocation_releases_settled()
     await sidecar.sidecar_client_close()
 
 

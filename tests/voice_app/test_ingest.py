@@ -9,9 +9,13 @@ import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 
+from sessions_app.clock import utcnow
+from sessions_app.errors import LinnetError
 from sessions_app.metrics import REGISTRY
 from sessions_app.models import Session, SessionState
+from sessions_app.services.events import LAYER_EVENTS
 from sessions_app.services.sessions import session_end
 from tests.voice_app.conftest import (
     BYTES_PER_SECOND,
@@ -21,9 +25,10 @@ from tests.voice_app.conftest import (
     logged_events,
     wav_pcm,
 )
-from voice_app import pipeline
+from voice_app import consumers, errors, pipeline
 from voice_app.models import AudioStream
-from voice_app.services import voice_events_append
+from voice_app.pipeline import RATE_LIMIT_START_S
+from voice_app.services import audio_stream_open, voice_events_append
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -217,17 +222,62 @@ async def test_audio_still_being_classified_when_the_session_ends_is_dropped(ama
     assert not await logged_events(session.id, "queue")
 
 
-async def test_window_events_are_not_logged_after_the_session_ended(amake_session):
+SILENCE_ITEM = ("queue", {"label": "silence", "confidence": 1.0, "start": 0.0, "end": 1.0})
+
+
+@pytest.mark.parametrize("items", [[SILENCE_ITEM], []], ids=["window_with_events", "window_without_events"])
+async def test_window_events_are_not_logged_after_the_session_ended(amake_session, items):
     session, _ = await amake_session()
+    stream = await database_sync_to_async(audio_stream_open)(session=session)
     await database_sync_to_async(session_end)(session=session)
     last_seq = (await logged_events(session.id))[-1]["seq"]
 
-    appended = await database_sync_to_async(voice_events_append)(
-        session_id=session.id, items=[("queue", {"label": "silence", "confidence": 1.0, "start": 0.0, "end": 1.0})]
-    )
+    with pytest.raises(LinnetError) as refused:
+        await database_sync_to_async(voice_events_append)(session_id=session.id, stream_id=stream.pk, items=items)
 
-    assert appended == []
+    assert (refused.value.code, refused.value.status) == (errors.SESSION_NOT_ACTIVE, 409)
     assert (await logged_events(session.id))[-1]["seq"] == last_seq
+
+
+async def test_a_stream_that_ignores_lost_layer_messages_still_ends_with_its_session(
+    amake_session, audio_client, monkeypatch
+):
+    async def lost(self, message):
+        pass  # channels-redis drops messages to a full channel: this socket never hears of the end
+
+    monkeypatch.setattr(consumers.AudioConsumer, "session_events", lost)
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+    await client.stream(wav_pcm("silence", seconds=1))
+    await client.receive_type("ack")
+
+    await database_sync_to_async(session_end)(session=session)
+    await client.stream(wav_pcm("silence", seconds=1))
+
+    assert await client.receive_close() == 1000
+    assert client.of_type("closed") == [{"type": "closed", "frames": 20, "bytes": 2 * BYTES_PER_SECOND, "windows": 1}]
+    row = await stream_row(session.id)
+    assert (row.close_code, row.closed_at is not None) == (1000, True)
+    assert [e["type"] for e in await logged_events(session.id)][-1] == "session.ended"
+
+
+async def test_a_stream_taken_over_by_another_producer_stops_logging_with_4409(amake_session, audio_client):
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+    await client.stream(wav_pcm("silence", seconds=1))
+    await client.receive_type("ack")
+    # What a producer on another process does once this process's lease has lapsed.
+    row = await stream_row(session.id)
+    await database_sync_to_async(AudioStream.objects.filter(pk=row.pk).update)(closed_at=utcnow())
+
+    await client.stream(wav_pcm("silence", seconds=1))
+
+    assert await client.receive_close() == 4409
+    error = client.of_type("error")[0]
+    assert (error["code"], error["close_code"]) == ("audio_stream_attached", 4409)
+    assert [e["data"]["end"] for e in await logged_events(session.id, "queue")] == [1.0]
 
 
 async def test_a_closed_stream_frees_the_session_for_the_next_producer(amake_session, audio_client):
@@ -238,6 +288,52 @@ async def test_a_closed_stream_frees_the_session_for_the_next_producer(amake_ses
 
     second = audio_client(session.id, token=token)
     assert (await second.connect())["type"] == "ready"
+
+
+async def test_a_reconnecting_stream_carries_on_the_sessions_clock_and_baseline(
+    amake_session, audio_client, monkeypatch
+):
+    baselines = []
+    original = pipeline.InProcessClassifier._classify
+
+    def recording(self, window):
+        baselines.append(self.classifier)
+        return original(self, window)
+
+    monkeypatch.setattr(pipeline.InProcessClassifier, "_classify", recording)
+    session, token = await amake_session(window_ms=500)
+    first = audio_client(session.id, token=token)
+    await first.connect()
+    await first.stream(wav_pcm("silence", seconds=1.25))
+    await first.close_stream()
+    # The second socket drops its partial window: it never reaches the log or the clock.
+    second = audio_client(session.id, token=token)
+    await second.connect()
+    await second.stream(wav_pcm("silence", seconds=1.2))
+    await second.receive_type("ack")
+    await second.receive_type("ack")
+    await second.communicator.disconnect()
+    third = audio_client(session.id, token=token)
+    await third.connect()
+    await third.stream(wav_pcm("silence", seconds=0.5))
+    await third.close_stream()
+
+    queue = await logged_events(session.id, "queue")
+    assert [(e["data"]["start"], e["data"]["end"]) for e in queue] == [
+        (0.0, 0.5),
+        (0.5, 1.0),
+        (1.0, 1.25),
+        (1.25, 1.75),
+        (1.75, 2.25),
+        (2.25, 2.75),
+    ]
+    assert len(baselines) == 6 and all(baseline is baselines[0] for baseline in baselines)
+    other, other_token = await amake_session(window_ms=500)
+    elsewhere = audio_client(other.id, token=other_token)
+    await elsewhere.connect()
+    await elsewhere.stream(wav_pcm("silence", seconds=0.5))
+    await elsewhere.close_stream()
+    assert baselines[-1] is not baselines[0]
 
 
 async def test_classification_runs_windows_in_order_off_the_event_loop(amake_session, audio_client, monkeypatch):
@@ -369,6 +465,11 @@ CLOSE_CASES = {
     "base64_frame_decodes_too_large": (4413, "frame_too_large", lambda c: c.send_audio_json(b"\x00" * 65538)),
     # Longer than any valid frame and not even JSON: refused by its length, before parsing.
     "absurd_text_frame": (4413, "frame_too_large", lambda c: c.send_json("x" * 1_000_000)),
+    "type_is_a_list": (4400, "malformed_message", lambda c: c.send_json({"type": []})),
+    "type_is_an_object": (4400, "malformed_message", lambda c: c.send_json({"type": {}})),
+    "type_is_missing": (4400, "malformed_message", lambda c: c.send_json({"audio_chunk": ""})),
+    # Short enough to be parsed, nested deeper than the JSON decoder recurses.
+    "deeply_nested_json": (4400, "malformed_message", lambda c: c.send_json("[" * 5000)),
 }
 
 
@@ -388,21 +489,58 @@ async def test_bad_input_is_refused_with_its_close_code(amake_session, audio_cli
     assert (row.close_code, row.closed_at is not None) == (close_code, True)
 
 
-async def test_audio_faster_than_twice_real_time_is_refused_after_the_burst(amake_session, audio_client):
+async def test_audio_faster_than_twice_real_time_is_refused_after_the_start_allowance(amake_session, audio_client):
     session, token = await amake_session()
     client = audio_client(session.id, token=token)
     await client.connect()
-    sent = 0
-    for frame in frames_of(b"\x00" * 4 * BYTES_PER_SECOND):
+    for frame in frames_of(b"\x00" * 8 * BYTES_PER_SECOND):
         await client.send_bytes(frame)
-        sent += len(frame)
 
     assert await client.receive_close() == 4429
     error = client.of_type("error")[0]
     assert (error["code"], error["close_code"]) == ("audio_too_fast", 4429)
-    # The 2 s burst allowance went through; what came after it did not.
+    # The allowance a newly connected client starts with went through; what came after it did not.
     row = await stream_row(session.id)
-    assert 2 * BYTES_PER_SECOND <= row.bytes < 2.5 * BYTES_PER_SECOND
+    assert RATE_LIMIT_START_S * BYTES_PER_SECOND <= row.bytes < (RATE_LIMIT_START_S + 0.5) * BYTES_PER_SECOND
+
+
+async def test_an_unexpected_failure_handling_a_frame_closes_with_1011_and_frees_the_session(
+    amake_session, audio_client, monkeypatch
+):
+    def broken(self, pcm, *, now):
+        raise RuntimeError("a bug")
+
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+    monkeypatch.setattr(pipeline.VoicePipeline, "feed", broken)
+    await client.send_bytes(b"\x00" * FRAME_BYTES)
+
+    assert await client.receive_close() == 1011
+    error = client.of_type("error")[0]
+    assert (error["code"], error["close_code"]) == ("internal_error", 1011)
+    row = await stream_row(session.id)
+    assert (row.close_code, row.closed_at is not None) == (1011, True)
+    monkeypatch.undo()
+    retry = audio_client(session.id, token=token)
+    assert (await retry.connect())["type"] == "ready"
+
+
+async def test_an_unexpected_failure_handling_a_layer_message_closes_with_1011_and_frees_the_session(
+    amake_session, audio_client
+):
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+
+    await get_channel_layer().group_send(session.group_name, {"type": LAYER_EVENTS, "events": [None]})
+
+    assert await client.receive_close() == 1011
+    assert client.of_type("error")[0]["code"] == "internal_error"
+    row = await stream_row(session.id)
+    assert (row.close_code, row.closed_at is not None) == (1011, True)
+    retry = audio_client(session.id, token=token)
+    assert (await retry.connect())["type"] == "ready"
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,17 @@ as a real subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import DatabaseError
 from django.test import AsyncClient
 
 from sessions_app.services.sessions import session_end, session_open
-from tests.voice_app.conftest import TONE_FIELDS, dead_url, logged_events, wav_pcm
+from tests.voice_app.conftest import TONE_FIELDS, allocation_releases_settled, dead_url, logged_events, wav_pcm
 from voice_app import pipeline
 from voice_app.models import AudioStream
 from voice_app.services import audio_stream_allocation_record, audio_stream_open
@@ -238,11 +240,80 @@ async def test_an_allocation_is_released_once_when_its_stream_closes(amake_sessi
 
     assert await orch.wait_for(*release_path("7"))
     await database_sync_to_async(session_end)(session=session)
+    # Ending the session schedules any release it claims; let those land before counting.
+    await allocation_releases_settled()
     assert [r.body for r in orch.seen(*ALLOCATE)] == [{"caller": ALLOCATION_CALLER, "ttl_s": ALLOCATION_TTL_S}]
     assert len(orch.seen(*release_path("7"))) == 1
     assert len(cf_voice.seen("POST", "/classify")) == 1
     row = await database_sync_to_async(AudioStream.objects.get)(session=session)
     assert (row.allocation_id, row.allocation_released_at is not None) == ("7", True)
+
+
+def allocating_orch(fake_http, allocation_id: str):
+    """A cf-voice that answers, and a cf-orch that hands it out as `allocation_id`."""
+    cf_voice = fake_http(
+        {("GET", "/health"): lambda body: (200, {}), ("POST", "/classify"): lambda body: (200, {"events": []})}
+    )
+    return fake_http(
+        {
+            ALLOCATE: lambda body: (201, {"url": cf_voice.url, "allocation_id": allocation_id}),
+            release_path(allocation_id): lambda body: (204, None),
+        }
+    )
+
+
+async def test_an_allocation_that_could_not_be_recorded_is_released(
+    amake_session, audio_client, fake_http, settings, monkeypatch
+):
+    async def failing(**kwargs):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(pipeline, "_allocation_record", failing)
+    orch = allocating_orch(fake_http, "8")
+    settings.CF_VOICE_URL = None
+    settings.CF_ORCH_URL = orch.url
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+
+    assert await client.receive_close() == 1011
+    assert len(await orch.wait_for(*release_path("8"))) == 1
+
+
+async def test_an_allocation_being_recorded_when_the_stream_closes_is_released_once(
+    amake_session, audio_client, fake_http, settings, monkeypatch
+):
+    recording, recorded = asyncio.Event(), asyncio.Event()
+    gate = asyncio.Event()
+    record = pipeline._allocation_record
+
+    async def slow(**kwargs):
+        recording.set()
+        await gate.wait()
+        try:
+            return await record(**kwargs)
+        finally:
+            recorded.set()
+
+    monkeypatch.setattr(pipeline, "_allocation_record", slow)
+    orch = allocating_orch(fake_http, "9")
+    settings.CF_VOICE_URL = None
+    settings.CF_ORCH_URL = orch.url
+    session, token = await amake_session()
+    client = audio_client(session.id, token=token)
+    await client.connect()
+    await recording.wait()
+
+    await client.communicator.disconnect()  # the stream's task is cancelled mid-write
+    gate.set()
+    await recorded.wait()
+
+    assert len(await orch.wait_for(*release_path("9"))) == 1
+    await database_sync_to_async(session_end)(session=session)
+    await allocation_releases_settled()
+    assert len(orch.seen(*release_path("9"))) == 1
+    row = await database_sync_to_async(AudioStream.objects.get)(session=session)
+    assert (row.allocation_id, row.closed_at is not None) == ("", True)
 
 
 def test_ending_a_session_in_a_process_without_a_loop_still_releases_its_allocation(fake_http, settings):

@@ -3,29 +3,43 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
+import time
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.voice_app.conftest import SAMPLE_RATE, wav_pcm
-from voice_app.classifier import SessionClassifier
-from voice_app.sidecar_server import MAX_BODY_BYTES, ClassifierCache, SidecarServer
+from voice_app.classifier import ClassifierCache, SessionClassifier
+from voice_app.sidecar_server import MAX_BODY_BYTES, SidecarServer
+
+# A request timeout short enough for a test to wait it out, instead of the real 30 s.
+SHORT_REQUEST_TIMEOUT_S = 0.5
+
+
+@contextlib.contextmanager
+def running_sidecar_server(**options) -> Iterator[SidecarServer]:
+    server = SidecarServer(
+        ("127.0.0.1", 0), classifiers=ClassifierCache(sample_rate=SAMPLE_RATE, confidence_threshold=0.1), **options
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
 def sidecar_server():
-    server = SidecarServer(
-        ("127.0.0.1", 0), classifiers=ClassifierCache(sample_rate=SAMPLE_RATE, confidence_threshold=0.1)
-    )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_sidecar_server() as server:
+        yield server
 
 
 def classify_body(pcm: bytes, *, timestamp: float = 0.0, session_id: str = "s-1", **extra) -> dict:
@@ -72,14 +86,15 @@ def test_classify_answers_in_cf_voice_shape_and_matches_the_in_process_classifie
 def test_each_session_has_its_own_classifier_and_the_oldest_are_forgotten():
     cache = ClassifierCache(sample_rate=SAMPLE_RATE, confidence_threshold=0.1, max_sessions=2)
     first, _ = cache.get(session_id="a", elcor=False)
-    assert cache.get(session_id="a", elcor=False)[0] is first
-    assert cache.get(session_id="b", elcor=False)[0] is not first
-    cache.get(session_id="a", elcor=False)  # "a" is now the most recently used
-    cache.get(session_id="c", elcor=False)
+    second, _ = cache.get(session_id="b", elcor=False)
+    assert cache.get(session_id="a", elcor=False)[0] is first  # "a" is now the most recently used
+    assert second is not first
+    cache.get(session_id="c", elcor=False)  # "b" goes
 
     assert len(cache) == 2
     assert cache.get(session_id="a", elcor=False)[0] is first
-    assert cache.get(session_id="b", elcor=False)[0] is not None and len(cache) == 2
+    assert cache.get(session_id="b", elcor=False)[0] is not second
+    assert len(cache) == 2
 
 
 @pytest.mark.parametrize(
@@ -90,7 +105,11 @@ def test_each_session_has_its_own_classifier_and_the_oldest_are_forgotten():
         (b'{"timestamp": 0}', "`audio_chunk` (base64 PCM16) is required"),
         (b'{"audio_chunk": "%%%"}', "not valid base64"),
         (b'{"audio_chunk": "AAAA"}', "whole 16-bit samples"),
+        (b"[" * 5000, "not valid JSON"),
         (b'{"audio_chunk": "AAA=", "timestamp": "now"}', "`timestamp`"),
+        (b'{"audio_chunk": "AAA=", "timestamp": NaN}', "`timestamp`"),
+        (b'{"audio_chunk": "AAA=", "timestamp": Infinity}', "`timestamp`"),
+        (b'{"audio_chunk": "AAA=", "timestamp": -1}', "`timestamp`"),
         (b'{"audio_chunk": "AAA=", "session_id": 5}', "`session_id`"),
         (b'{"audio_chunk": "AAA=", "elcor": "yes"}', "`elcor`"),
         (b'{"audio_chunk": "AAA=", "num_speakers": 1.5}', "`num_speakers`"),
@@ -115,3 +134,21 @@ def test_oversized_bodies_unknown_paths_and_methods_get_json_errors(sidecar_serv
     assert head.startswith(b"HTTP/1.1 413") and json.loads(body)["error"]["code"] == "payload_too_large"
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
     assert wrong_method.status_code == 501 and "PUT" in wrong_method.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b'POST /classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"audio_chunk": '],
+    ids=["nothing", "half_a_body"],
+)
+def test_a_client_that_stops_sending_is_disconnected_after_the_request_timeout(sent):
+    with running_sidecar_server(request_timeout_s=SHORT_REQUEST_TIMEOUT_S) as server:
+        host, port = server.server_address[:2]
+        with socket.create_connection((host, port), timeout=10 * SHORT_REQUEST_TIMEOUT_S) as raw:
+            raw.sendall(sent)
+            started = time.monotonic()
+            assert raw.recv(1024) == b""  # the server closed the connection
+            waited = time.monotonic() - started
+
+        assert SHORT_REQUEST_TIMEOUT_S * 0.8 <= waited < 5 * SHORT_REQUEST_TIMEOUT_S
+        assert httpx.get(f"{server.url}/health").status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR, RATE_LIMIT_START_S
 from voice_app.windowing import AudioRateLimiter, AudioWindower
 
 RATE = 16000
@@ -43,6 +44,14 @@ def test_flush_cuts_the_partial_window_and_the_clock_continues_from_it():
     assert [(w.start, w.end) for w in following] == [(0.075, 0.175)]
 
 
+def test_the_clock_may_start_where_earlier_audio_ended():
+    windower = AudioWindower(sample_rate=RATE, window_ms=100, start_s=2.5)
+    windows = windower.feed(pcm_ramp(2400))
+    windows.append(windower.flush())
+
+    assert [(w.start, w.end) for w in windows] == [(2.5, 2.6), (2.6, 2.65)]
+
+
 def test_first_windows_complete_in_one_large_frame():
     windower = AudioWindower(sample_rate=RATE, window_ms=1000)
     windows = windower.feed(pcm_ramp(RATE * 2 + 100))
@@ -51,7 +60,14 @@ def test_first_windows_complete_in_one_large_frame():
 
 
 def limiter(now: float = 0.0, max_frame_bytes: int = 3200) -> AudioRateLimiter:
-    return AudioRateLimiter(sample_rate=RATE, factor=2.0, burst_s=2.0, max_frame_bytes=max_frame_bytes, now=now)
+    return AudioRateLimiter(
+        sample_rate=RATE,
+        factor=RATE_LIMIT_FACTOR,
+        burst_s=RATE_LIMIT_BURST_S,
+        start_s=RATE_LIMIT_START_S,
+        max_frame_bytes=max_frame_bytes,
+        now=now,
+    )
 
 
 def test_real_time_audio_is_always_admitted():
@@ -60,24 +76,49 @@ def test_real_time_audio_is_always_admitted():
         assert bucket.admit(3200, now=i * 0.1)
 
 
-def test_twice_real_time_is_sustainable_but_three_times_is_refused_after_the_burst():
+def test_twice_real_time_is_sustainable():
     double = limiter()
     assert all(double.admit(3200, now=i * 0.05) for i in range(1200))
 
+
+def test_three_times_real_time_from_the_start_is_refused_within_fifteen_seconds_of_audio():
     triple = limiter()
     refused_at = next(i for i in range(1200) if not triple.admit(3200, now=i / 30))
-    # Net drain at 3x against a 2x refill is 1 s of audio per second; the bucket holds 2 s.
-    assert 1.8 <= refused_at / 30 <= 2.2
+    # Net drain at 3x against a 2x refill is 1 s of audio per second; the bucket starts with 5 s.
+    assert 4.8 <= refused_at / 30 <= 5.2
+    assert refused_at * 0.1 <= 15.5  # seconds of audio admitted
 
 
-def test_burst_of_two_seconds_is_admitted_then_refills_at_twice_real_time():
+def test_three_times_real_time_after_a_while_in_real_time_is_refused_within_the_backlog_bound():
     bucket = limiter()
-    assert bucket.admit(64000, now=0.0)
+    assert all(bucket.admit(3200, now=i * 0.1) for i in range(300))  # 30 s in real time: the bucket is full
+    refused_at = next(i for i in range(1200) if not bucket.admit(3200, now=30 + i / 30))
+    assert 9.8 <= refused_at / 30 <= 10.2
+
+
+def test_a_real_time_client_may_flush_what_a_stall_of_eight_seconds_held_back():
+    bucket = limiter()
+    assert all(bucket.admit(3200, now=i * 0.1) for i in range(100))  # 10 s in real time
+    # Nothing arrives from 10 s to 18 s; then the 80 frames recorded meanwhile arrive at once.
+    assert all(bucket.admit(3200, now=18.0) for _ in range(80))
+    assert all(bucket.admit(3200, now=18.0 + i * 0.1) for i in range(1, 600))
+
+
+def test_a_reconnecting_client_may_flush_its_start_allowance_at_once_and_no_more():
+    bucket = limiter()
+    assert bucket.admit(5 * 32000, now=0.0)
     assert not bucket.admit(3200, now=0.0)
     assert not bucket.admit(6400 + 100, now=0.1)
     assert bucket.admit(6400, now=0.1)
 
 
+def test_the_bucket_never_holds_more_than_the_burst():
+    bucket = limiter()
+    assert bucket.admit(3200, now=3600.0)  # an hour of keepalives
+    assert bucket.admit(int(RATE_LIMIT_BURST_S * 32000) - 3200, now=3600.0)
+    assert not bucket.admit(3200, now=3600.0)
+
+
 def test_one_maximal_frame_is_always_admissible():
-    bucket = limiter(max_frame_bytes=100_000)
-    assert bucket.admit(100_000, now=0.0)
+    bucket = limiter(max_frame_bytes=400_000)
+    assert bucket.admit(400_000, now=0.0)

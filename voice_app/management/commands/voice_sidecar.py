@@ -8,7 +8,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from voice_app.sidecar_server import MAX_SESSIONS, ClassifierCache, SidecarServer
+from voice_app.classifier import MAX_SESSIONS, ClassifierCache
+from voice_app.sidecar_server import SidecarServer
 
 
 class Command(BaseCommand):
