@@ -14,14 +14,19 @@ from django.conf import settings
 from sessions_app import errors as session_errors
 from sessions_app.errors import LinnetError
 from sessions_app.services import presence
-from sessions_app.sockets import CLOSE_IDLE, CLOSE_NORMAL, CLOSE_NOT_ACTIVE, SessionSocketConsumer
+from sessions_app.sockets import (
+    CLOSE_IDLE,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_NOT_ACTIVE,
+    SessionSocketConsumer,
+)
 from voice_app import errors, selectors, services
 from voice_app.frames import AudioFrame, FrameError, frame_from_bytes, frame_from_text
 from voice_app.pipeline import VoicePipeline
 
 logger = logging.getLogger(__name__)
 
-CLOSE_INTERNAL_ERROR = 1011
 INTERNAL_ERROR = (session_errors.INTERNAL_ERROR, session_errors.MESSAGES[session_errors.INTERNAL_ERROR])
 
 _stream_open = database_sync_to_async(services.audio_stream_open)
