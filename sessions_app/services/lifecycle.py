@@ -32,11 +32,7 @@ def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     # Subscriptions of dead processes must have left (at their lease's expiry) before
     # idleness is judged, or a session would count as idle since its creation.
     presence_sweep_once(now=now)
-    candidates = idle_sessions(now)
-    reaped = sum(_abort_if_still(candidates, session, errors.SESSION_IDLE, now) for session in candidates[:limit])
-    if reaped:
-        logger.info("reaper ended %d idle session(s)", reaped)
-    return reaped
+    return _abort_each(idle_sessions(now), code=errors.SESSION_IDLE, now=now, limit=limit)
 
 
 def idle_sessions(now: datetime) -> QuerySet[Session]:
@@ -58,6 +54,14 @@ def idle_sessions(now: datetime) -> QuerySet[Session]:
         .filter(idle_since__lt=cutoff)
         .order_by("created_at")
     )
+
+
+def _abort_each(candidates: QuerySet[Session], *, code: str, now: datetime, limit: int | None) -> int:
+    """Abort up to `limit` of the candidates, each only if it still qualifies; returns how many."""
+    aborted = sum(_abort_if_still(candidates, session, code, now) for session in candidates[:limit])
+    if aborted:
+        logger.info("aborted %d session(s) with %s", aborted, code)
+    return aborted
 
 
 def _abort_if_still(candidates: QuerySet[Session], session: Session, code: str, now: datetime) -> bool:
@@ -83,11 +87,7 @@ def gc_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     input itself) shows a person is there. The clock starts when the session began waiting.
     """
     now = now or utcnow()
-    abandoned = abandoned_sessions(now)
-    collected = sum(_abort_if_still(abandoned, session, errors.SESSION_ABANDONED, now) for session in abandoned[:limit])
-    if collected:
-        logger.info("GC aborted %d abandoned session(s)", collected)
-    return collected
+    return _abort_each(abandoned_sessions(now), code=errors.SESSION_ABANDONED, now=now, limit=limit)
 
 
 def abandoned_sessions(now: datetime) -> QuerySet[Session]:
