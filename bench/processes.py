@@ -66,7 +66,11 @@ class BenchServer:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"bench server did not start:\n{self.output()[-4000:]}")
-            time.sleep(0.1)
+            try:
+                # Waiting on the process (not sleeping) notices at once if it dies during start-up.
+                self.proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
         return self
 
     def __exit__(
