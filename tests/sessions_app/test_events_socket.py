@@ -310,13 +310,19 @@ async def test_subscriber_whose_queue_overflows_is_closed_4429_and_can_resume(
     assert [e["seq"] for e in replayed] == list(range(complete["last_seq"] + 1, complete["last_seq"] + 9))
 
 
-async def test_subscriber_that_reports_falling_behind_is_closed_4429(amake_session, subscriber, settings):
-    settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
+async def acknowledging_subscriber(amake_session, subscriber):
+    """A subscriber past replay that has reported the last seq it received."""
     session, token = await amake_session()
     client = subscriber(session.id, token=token)
     assert await client.connect()
     _, complete = await client.receive_until_replay_complete()
     await client.send({"type": "heartbeat", "last_seq": complete["last_seq"]})
+    return session, client, complete
+
+
+async def test_subscriber_that_reports_falling_behind_is_closed_4429(amake_session, subscriber, settings):
+    settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
+    session, client, _ = await acknowledging_subscriber(amake_session, subscriber)
     await asyncio.sleep(0.05)
 
     for i in range(8):
@@ -335,11 +341,7 @@ async def test_subscriber_that_reports_falling_behind_is_closed_4429(amake_sessi
 
 async def test_client_that_keeps_acknowledging_is_never_cut_off(amake_session, subscriber, settings):
     settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
-    session, token = await amake_session()
-    client = subscriber(session.id, token=token)
-    assert await client.connect()
-    _, complete = await client.receive_until_replay_complete()
-    await client.send({"type": "heartbeat", "last_seq": complete["last_seq"]})
+    session, client, complete = await acknowledging_subscriber(amake_session, subscriber)
 
     for i in range(12):
         await append(session_id=session.id, type="tone", data={"i": i})
