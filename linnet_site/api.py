@@ -13,6 +13,7 @@ from agents_app.api import router as runs_router
 from sessions_app import errors
 from sessions_app.api import router as sessions_router
 from sessions_app.errors import LinnetError
+from voice_app.api import router as feedback_router
 
 logger = logging.getLogger("linnet.api")
 
@@ -26,6 +27,7 @@ api = NinjaAPI(
 )
 api.add_router("/", sessions_router)
 api.add_router("/", runs_router)
+api.add_router("/", feedback_router)
 
 
 def error_response(status: int, code: str, message: str, *, details: object = None) -> JsonResponse:

@@ -41,9 +41,10 @@ class SessionAdmin(admin.ModelAdmin):
         "idle_for",
         "heartbeat_age",
         "last_seq",
+        "share_feedback",
         "created_at",
     )
-    list_filter = (LiveFilter, "state", "kind", "next_action", "elcor", "created_at")
+    list_filter = (LiveFilter, "state", "kind", "next_action", "elcor", "share_feedback", "created_at")
     search_fields = ("id", "owner__username", "error__code")
     readonly_fields = (
         "id",
@@ -53,6 +54,8 @@ class SessionAdmin(admin.ModelAdmin):
         "next_action",
         "token_hash",
         "owner",
+        # Consent is the client's to give at creation; staff can see it, not change it.
+        "share_feedback",
         "created_at",
         "state_changed_at",
         "last_heartbeat_at",

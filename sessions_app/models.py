@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from sessions_app import options
+
 
 class SessionKind(models.TextChoices):
     VOICE = "voice"
@@ -61,9 +63,13 @@ class Session(models.Model):
     next_action = models.CharField(max_length=16, choices=NextAction.choices, default=NextAction.NONE)
 
     elcor = models.BooleanField(default=False)
-    window_ms = models.PositiveIntegerField()
-    language = models.CharField(max_length=16, default="en")
-    num_speakers = models.PositiveSmallIntegerField(null=True, blank=True)
+    window_ms = models.PositiveIntegerField(validators=options.WINDOW_MS_VALIDATORS)
+    language = models.CharField(
+        max_length=options.LANGUAGE_MAX_LENGTH, default="en", validators=options.LANGUAGE_VALIDATORS
+    )
+    num_speakers = models.PositiveSmallIntegerField(null=True, blank=True, validators=options.NUM_SPEAKERS_VALIDATORS)
+    # The client's consent to export this session's tone feedback for training.
+    share_feedback = models.BooleanField(default=False)
 
     token_hash = models.CharField(max_length=64, editable=False)
     owner = models.ForeignKey(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictBool, field_validator
+
+from sessions_app import options
 
 
 class ErrorBody(Schema):
@@ -22,15 +25,31 @@ class SessionCreateIn(Schema):
 
     kind: Literal["voice", "agent"] = "voice"
     elcor: StrictBool = False
-    window_ms: int | None = Field(default=None, ge=100, le=3000, description="Multiple of 100.")
-    language: str = Field(default="en", min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
-    num_speakers: int | None = Field(default=None, ge=1, le=16)
+    window_ms: int | None = Field(
+        default=None,
+        ge=options.WINDOW_MS_MIN,
+        le=options.WINDOW_MS_MAX,
+        description=f"Multiple of {options.WINDOW_MS_STEP}.",
+    )
+    language: str = Field(
+        default="en",
+        min_length=options.LANGUAGE_MIN_LENGTH,
+        max_length=options.LANGUAGE_MAX_LENGTH,
+        pattern=options.LANGUAGE_PATTERN,
+    )
+    num_speakers: int | None = Field(default=None, ge=options.NUM_SPEAKERS_MIN, le=options.NUM_SPEAKERS_MAX)
+    share_feedback: StrictBool = Field(
+        default=False, description="Consent to export this session's tone feedback for training a classifier."
+    )
 
     @field_validator("window_ms")
     @classmethod
-    def _window_is_whole_tenths(cls, value: int | None) -> int | None:
-        if value is not None and value % 100:
-            raise ValueError("window_ms must be a multiple of 100")
+    def _window_is_whole_steps(cls, value: int | None) -> int | None:
+        if value is not None:
+            try:
+                options.validate_window_ms_step(value)
+            except DjangoValidationError as exc:
+                raise ValueError(exc.messages[0]) from None
         return value
 
 
@@ -39,6 +58,7 @@ class SessionOptionsOut(Schema):
     window_ms: int
     language: str
     num_speakers: int | None
+    share_feedback: bool
 
 
 class SessionOut(Schema):

@@ -1,4 +1,5 @@
-"""Error codes and messages of the audio socket and the voice sidecar, shared with the tests."""
+"""Error codes and messages of the audio socket, the voice sidecar and the feedback API,
+shared with the tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ AUDIO_TOO_FAST = "audio_too_fast"
 AUDIO_IDLE = "audio_idle"
 AUDIO_STREAM_ATTACHED = "audio_stream_attached"
 SESSION_NOT_VOICE = "session_not_voice"
+EVENT_NOT_FOUND = "event_not_found"
 # Reused from the session API so a client handles them the same on every socket.
 MALFORMED_MESSAGE = session_errors.MALFORMED_MESSAGE
 SESSION_NOT_ACTIVE = session_errors.SESSION_NOT_ACTIVE
@@ -25,6 +27,7 @@ MESSAGES = {
     AUDIO_IDLE: "No audio or keepalive for longer than AUDIO_IDLE_TIMEOUT_S.",
     AUDIO_STREAM_ATTACHED: "An audio stream is already attached to this session.",
     SESSION_NOT_VOICE: "Only voice sessions take audio.",
+    EVENT_NOT_FOUND: "No tone event with that seq in this session.",
     SESSION_NOT_ACTIVE: session_errors.MESSAGES[SESSION_NOT_ACTIVE],
     MALFORMED_MESSAGE: "The frame is not a message this socket understands.",
 }

@@ -1,5 +1,5 @@
 """Voice writes: claiming and closing the session's audio stream, logging a window's events,
-and the bookkeeping of cf-orch allocations."""
+the bookkeeping of cf-orch allocations, and the feedback people give on tones."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from django.db.models import Q
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
 from sessions_app.models import TERMINAL_STATES, Event, Session, SessionKind
-from sessions_app.services.events import events_append
+from sessions_app.services.events import event_append, events_append
 from sessions_app.services.presence import current_worker_id
 from sessions_app.services.sessions import session_activate
 from voice_app import errors
-from voice_app.models import AudioStream
+from voice_app.models import AudioStream, Feedback
 from voice_app.sidecar import allocation_release_soon
 
 
@@ -151,3 +151,35 @@ def voice_events_append(
         if not AudioStream.objects.filter(pk=stream_id, closed_at__isnull=True).exists():
             raise LinnetError(errors.AUDIO_STREAM_ATTACHED, errors.MESSAGES[errors.AUDIO_STREAM_ATTACHED], status=409)
         return events_append(session_id=session_id, items=items)
+
+
+TONE_FEEDBACK_EVENT = "tone.feedback"
+
+
+def feedback_give(
+    *, session: Session, seq: int, verdict: str, label: str | None = None, user=None, now: datetime | None = None
+) -> Feedback:
+    """Record a verdict on one of the session's tone events and log `tone.feedback` with it.
+
+    A later verdict on the same tone replaces the earlier one (and logs again). Ended
+    sessions take feedback too: people review finished sessions, and it only adds a row
+    and a log entry.
+
+    Raises LinnetError (404) with EVENT_NOT_FOUND when `seq` is not a tone of this session.
+    """
+    now = now or utcnow()
+    giver = user if user is not None and user.is_authenticated else None
+    with transaction.atomic():
+        tone = Event.objects.filter(session_id=session.pk, seq=seq, type="tone").values_list("data", flat=True).first()
+        if tone is None:
+            raise LinnetError(errors.EVENT_NOT_FOUND, errors.MESSAGES[errors.EVENT_NOT_FOUND], status=404)
+        # Two verdicts on one tone queue on the row lock update_or_create takes (on the unique
+        # constraint for a first verdict), so the last `tone.feedback` logged is what the row keeps.
+        values = {"tone": tone, "verdict": verdict, "label": label, "user": giver, "updated_at": now}
+        feedback, _ = Feedback.objects.update_or_create(
+            session_id=session.pk, seq=seq, defaults=values, create_defaults={**values, "created_at": now}
+        )
+        event_append(
+            session_id=session.pk, type=TONE_FEEDBACK_EVENT, data={"seq": seq, "verdict": verdict, "label": label}
+        )
+    return feedback

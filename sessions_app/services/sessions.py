@@ -24,6 +24,7 @@ def session_open(
     window_ms: int | None = None,
     language: str = "en",
     num_speakers: int | None = None,
+    share_feedback: bool = False,
     owner=None,
 ) -> tuple[Session, str]:
     """Create a session and return it with its token (the only time the token exists in clear)."""
@@ -35,6 +36,7 @@ def session_open(
             window_ms=window_ms or settings.VOICE_WINDOW_MS,
             language=language,
             num_speakers=num_speakers,
+            share_feedback=share_feedback,
             owner=owner if owner is not None and owner.is_authenticated else None,
             token_hash=token_hash(token),
         )

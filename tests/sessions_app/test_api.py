@@ -23,13 +23,20 @@ def create(client: Client, **body) -> dict:
 
 
 def test_create_returns_token_once_and_stores_only_its_hash(client):
-    body = create(client, elcor=True, window_ms=500, num_speakers=2)
+    body = create(client, elcor=True, window_ms=500, num_speakers=2, share_feedback=True)
 
     session = Session.objects.get(pk=body["id"])
     assert session.token_hash == token_hash(body["token"])
     assert body["token"] not in json.dumps(list(Session.objects.values()), default=str)
     assert body["state"] == "pending"
-    assert body["options"] == {"elcor": True, "window_ms": 500, "language": "en", "num_speakers": 2}
+    assert body["options"] == {
+        "elcor": True,
+        "window_ms": 500,
+        "language": "en",
+        "num_speakers": 2,
+        "share_feedback": True,
+    }
+    assert session.share_feedback is True
     assert body["urls"]["events_ws"].startswith(f"ws://testserver/ws/sessions/{body['id']}/events?token=")
     assert body["urls"]["audio_ws"].startswith(f"ws://testserver/ws/sessions/{body['id']}/audio?token=")
     assert body["urls"]["stream"].startswith(f"http://testserver/api/sessions/{body['id']}/stream?token=")
@@ -42,6 +49,7 @@ def test_create_with_no_body_uses_defaults(client, settings):
     assert response.status_code == 201
     assert response.json()["options"]["window_ms"] == settings.VOICE_WINDOW_MS
     assert response.json()["kind"] == "voice"
+    assert response.json()["options"]["share_feedback"] is False
 
 
 @pytest.mark.parametrize(
@@ -52,6 +60,8 @@ def test_create_with_no_body_uses_defaults(client, settings):
         {"window_ms": 50},
         {"window_ms": 3100},
         {"elcor": "yes"},
+        {"share_feedback": "yes"},
+        {"share_feedback": 1},
         {"num_speakers": 0},
         {"language": "x"},
         {"surprise": 1},

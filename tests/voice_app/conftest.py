@@ -21,8 +21,11 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from sessions_app import selectors
+from sessions_app.services.events import event_append
 from tests.processes import LinnetProcess, free_port
 from voice_app import sidecar
+from voice_app.annotation import tone_annotation
+from voice_app.classifier import IN_PROCESS_SPEAKER_ID
 from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR, RATE_LIMIT_START_S
 
 ORIGIN = (b"origin", b"http://localhost")
@@ -43,6 +46,28 @@ TONE_FIELDS = {
     "start",
     "end",
 }
+
+
+def tone_data(label: str = "tense", *, confidence: float = 0.71, start: float = 2.0, end: float = 3.0) -> dict:
+    """A tone event's data shaped as the in-process classifier logs it (exactly TONE_FIELDS)."""
+    data = {
+        "label": label,
+        "confidence": confidence,
+        "speaker_id": IN_PROCESS_SPEAKER_ID,
+        "shift_magnitude": 0.42,
+        "shift_direction": "escalating",
+        **tone_annotation(label=label, confidence=confidence, shift_direction="escalating", elcor=False),
+        "prosody_flags": ["loud", "high_pitch"],
+        "start": start,
+        "end": end,
+    }
+    assert set(data) == TONE_FIELDS
+    return data
+
+
+def log_tone(session_id, **tone) -> int:
+    """Append a `tone` event through the one event-log service; returns its seq."""
+    return event_append(session_id=session_id, type="tone", data=tone_data(**tone)).seq
 
 
 def wav_pcm(name: str, *, seconds: float | None = None) -> bytes:
