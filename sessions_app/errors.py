@@ -4,6 +4,7 @@ from __future__ import annotations
 
 SESSION_NOT_FOUND = "session_not_found"
 UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
 FORBIDDEN_ORIGIN = "origin_not_allowed"
 NOT_AWAITING_INPUT = "not_awaiting_input"
 SESSION_NOT_ACTIVE = "session_not_active"
@@ -25,6 +26,7 @@ SESSION_ABORTED_BY_STAFF = "aborted_by_staff"
 MESSAGES = {
     SESSION_NOT_FOUND: "No session with that id.",
     UNAUTHORIZED: "A valid session token is required (Authorization: Bearer <token> or ?token=).",
+    FORBIDDEN: "Only staff users may open the live console.",
     FORBIDDEN_ORIGIN: "This origin may not open sockets on this server.",
     NOT_AWAITING_INPUT: "The session is not waiting for input.",
     SESSION_NOT_ACTIVE: "The session has ended.",
@@ -35,6 +37,9 @@ MESSAGES = {
     SESSION_IDLE: "The session had no live subscriber for longer than SESSION_IDLE_TTL_S.",
     SESSION_ABANDONED: "The session waited for input with no client heartbeat for longer than SESSION_GC_AFTER_S.",
 }
+
+# The live console's `unauthorized`: it takes an admin login, not a session token.
+STAFF_LOGIN_REQUIRED = "Log in to the admin as a staff user to watch the live console."
 
 
 class LinnetError(Exception):

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.db.models import Count
 
-from agents_app.models import Run
+from agents_app.models import IN_FLIGHT_RUN_STATUSES, Run
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
@@ -67,6 +67,11 @@ def run_counts_by_status() -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
+def run_in_flight_count(*, counts_by_status: dict[str, int]) -> int:
+    """Runs queued, running or waiting for input, out of `run_counts_by_status()`."""
+    return sum(n for status, n in counts_by_status.items() if status in IN_FLIGHT_RUN_STATUSES)
+
+
 def session_counts_by_state() -> dict[str, int]:
     rows = Session.objects.values("state").annotate(n=Count("id")).order_by()
     return {row["state"]: row["n"] for row in rows}
@@ -114,6 +119,7 @@ def session_json(session: Session, *, now: datetime | None = None) -> dict:
             "window_ms": session.window_ms,
             "language": session.language,
             "num_speakers": session.num_speakers,
+            "share_feedback": session.share_feedback,
         },
         "created_at": session.created_at.isoformat(),
         "last_heartbeat_at": _iso(session.last_heartbeat_at),

@@ -1,4 +1,4 @@
-"""What every session WebSocket shares: the handshake checks and typed error closes."""
+"""What every Linnet WebSocket shares: the handshake checks and typed error closes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 CLOSE_NORMAL = 1000
 CLOSE_MALFORMED = 4400
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_FORBIDDEN = 4403
+CLOSE_FORBIDDEN_ORIGIN = CLOSE_FORBIDDEN
 CLOSE_NOT_FOUND = 4404
 CLOSE_IDLE = 4408
 CLOSE_NOT_ACTIVE = 4409
@@ -42,14 +43,14 @@ def origin_allowed(origin: str) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
-class SessionSocketConsumer(AsyncWebsocketConsumer):
-    """Accepts, then checks origin, session and token, closing with the typed code on failure.
+class LinnetSocketConsumer(AsyncWebsocketConsumer):
+    """Accepts, then checks the origin, closing with the typed code and an error frame on failure.
 
     Accepting first is what lets the client see the error frame and the 44xx close code;
     a refused handshake would only show it a generic failure.
     """
 
-    endpoint = "session"
+    endpoint = "socket"
     closing = False
 
     def query_param(self, name: str) -> str | None:
@@ -62,32 +63,23 @@ class SessionSocketConsumer(AsyncWebsocketConsumer):
                 return value.decode("latin-1")
         return None
 
-    async def open_session(self) -> Session | None:
-        """Accept the socket and return the session, or close with the right code and None."""
+    async def accept_from_allowed_origin(self) -> bool:
+        """Accept the socket; close it 4403 and return False when its Origin is foreign."""
         await self.accept()
         metrics.SOCKETS_OPEN.labels(self.endpoint).inc()
         origin = self.header(b"origin")
         if origin is not None and not origin_allowed(origin):
             await self.close_with_error(CLOSE_FORBIDDEN_ORIGIN, errors.FORBIDDEN_ORIGIN)
-            return None
-        user = self.scope.get("user")
-        token = self.query_param("token")
-        try:
-            session = await database_sync_to_async(selectors.session_get)(
-                session_id=self.scope["url_route"]["kwargs"]["session_id"]
-            )
-            allowed = await database_sync_to_async(selectors.session_may_access)(
-                session=session, token=token, user=user if origin is not None else None
-            )
-        except LinnetError as exc:
-            await self.close_with_error(_HTTP_TO_CLOSE.get(exc.status, CLOSE_MALFORMED), exc.code, exc.message)
-            return None
-        if not allowed:
-            # Cookie identity counts only from a browser (an Origin we checked); a handshake
-            # without Origin must carry the session's token.
-            await self.close_with_error(CLOSE_UNAUTHORIZED, errors.UNAUTHORIZED)
-            return None
-        return session
+            return False
+        return True
+
+    def browser_user(self):
+        """The cookie-authenticated user, or None for a handshake without an Origin.
+
+        Cookie identity counts only from a browser (an Origin we checked): a handshake
+        without Origin must prove itself some other way, such as a session's token.
+        """
+        return self.scope.get("user") if self.header(b"origin") is not None else None
 
     async def send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
@@ -112,3 +104,30 @@ class SessionSocketConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict) -> None:
         metrics.SOCKETS_OPEN.labels(self.endpoint).dec()
         await super().websocket_disconnect(message)
+
+
+class SessionSocketConsumer(LinnetSocketConsumer):
+    """A socket on one session: the origin, then the session and its token (or a staff or owner login)."""
+
+    endpoint = "session"
+
+    async def open_session(self) -> Session | None:
+        """Accept the socket and return the session, or close with the right code and None."""
+        if not await self.accept_from_allowed_origin():
+            return None
+        user = self.browser_user()
+        token = self.query_param("token")
+        try:
+            session = await database_sync_to_async(selectors.session_get)(
+                session_id=self.scope["url_route"]["kwargs"]["session_id"]
+            )
+            allowed = await database_sync_to_async(selectors.session_may_access)(
+                session=session, token=token, user=user
+            )
+        except LinnetError as exc:
+            await self.close_with_error(_HTTP_TO_CLOSE.get(exc.status, CLOSE_MALFORMED), exc.code, exc.message)
+            return None
+        if not allowed:
+            await self.close_with_error(CLOSE_UNAUTHORIZED, errors.UNAUTHORIZED)
+            return None
+        return session

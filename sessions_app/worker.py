@@ -92,7 +92,7 @@ class WorkerLoops:
                 count = await loop.run_once()
                 elapsed = time.perf_counter() - started
                 metrics.LOOP_PASS_SECONDS.labels(loop.name).observe(elapsed)
-                await record(loop=loop.name, count=count, seconds=elapsed)
+                await record(loop=loop.name, count=count, seconds=elapsed, interval_s=loop.interval_s())
             except Exception:
                 logger.exception("worker loop %s: pass failed; retrying next interval", loop.name)
             try:

@@ -124,13 +124,22 @@ def worker_renew(*, now: datetime | None = None) -> str:
     return current_worker_id(now=now)
 
 
-def worker_record_pass(*, loop: str, count: int, seconds: float, now: datetime | None = None) -> None:
-    """Record a worker loop's last pass on this process's row, for the admin."""
+def worker_record_pass(
+    *, loop: str, count: int, seconds: float, interval_s: float | None = None, now: datetime | None = None
+) -> None:
+    """Record a worker loop's last pass on this process's row, for the admin and the live console.
+
+    The loop's own interval is kept with its pass, so the console can tell a lagging loop
+    without knowing every app's loops and how each process was configured.
+    """
     now = now or utcnow()
     worker_id = current_worker_id(now=now)
+    last_pass = {"at": now.isoformat(), "count": count, "ms": round(seconds * 1000, 2)}
+    if interval_s is not None:
+        last_pass["every_s"] = interval_s
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
-        worker.passes = {**worker.passes, loop: {"at": now.isoformat(), "count": count, "ms": round(seconds * 1000, 2)}}
+        worker.passes = {**worker.passes, loop: last_pass}
         worker.save(update_fields=["passes"])
 
 

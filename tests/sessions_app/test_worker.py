@@ -32,6 +32,8 @@ async def test_each_loop_pass_is_recorded_on_the_worker_row_and_stop_runs_hooks(
     row = await database_sync_to_async(Worker.objects.get)(pk=row_id)
     assert {"reap", "gc", "sweep", "probe"} <= set(row.passes)
     assert row.passes["probe"]["count"] == 7
+    # The interval goes with the pass: the live console tells a lagging loop by it.
+    assert row.passes["probe"]["every_s"] == 3600
     assert stopped == [True]
     assert row.stopped_at is not None
 
