@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench migrate clean
+.PHONY: run test lint bench migrate screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint
 
 bench: migrate
 	$(PY) -m bench
+
+# The README's pictures of the client and the dashboard, taken by the browser tests.
+screenshots: $(VENV)/.installed
+	LINNET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,12 +4,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "linnet_site.settings")
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-# daphne serves no files itself; the admin's assets come from the apps' static folders, so
-# the all-in-one server needs nothing in front of it.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+# Static files are served by ServeStaticMiddleware inside Django, so daphne needs nothing
+# in front of it.
+django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",
     "django.contrib.staticfiles",
     "channels",
     "sessions_app",
@@ -25,6 +26,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,6 +88,25 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# ServeStatic (WhiteNoise's ASGI-native successor) serves static files from the app itself,
+# so the all-in-one server and every web process need nothing in front of them, and its
+# middleware is async: SSE streams and async views never hop through a sync adapter.
+# With DEBUG off, files come from `collectstatic` with hashed names (cached for a year) and
+# gzip/Brotli copies made once; with DEBUG on, straight from the source folders.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "linnet_site.storage.StaticFilesStorage"
+    },
+}
+# Decided here, from DEBUG as configured, not from DEBUG at the first request (the test
+# runner turns it off): source files, looked up afresh so edits show; or the manifest.
+SERVESTATIC_USE_FINDERS = DEBUG
+SERVESTATIC_AUTOREFRESH = DEBUG
+SERVESTATIC_USE_MANIFEST = not DEBUG
 
 # Request bodies of the JSON API are small; anything larger is refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024

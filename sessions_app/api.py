@@ -106,6 +106,7 @@ def session_create(request: HttpRequest):
         window_ms=payload.window_ms,
         language=payload.language,
         num_speakers=payload.num_speakers,
+        share_feedback=payload.share_feedback,
         owner=request.user,
     )
     body = selectors.session_json(session)

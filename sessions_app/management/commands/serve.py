@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from sessions_app.services import presence
@@ -25,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Serve only; run linnet_worker elsewhere.")
 
     def handle(self, *args, host: str, port: int, no_worker: bool, **options) -> None:
+        if not settings.DEBUG:
+            # The all-in-one server is also the one-command deployment: the hashed, compressed
+            # static files the pages name must exist before the app (whose static middleware
+            # reads the manifest once) is built. Unchanged files are skipped.
+            call_command("collectstatic", interactive=False, verbosity=0)
         # daphne.server installs Twisted's asyncio reactor; it must be imported before the reactor.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
