@@ -34,7 +34,7 @@ _agent_context = database_sync_to_async(selectors.agent_context)
 _run_claim = database_sync_to_async(services.run_claim)
 _run_progress = database_sync_to_async(services.run_progress)
 _run_finish = database_sync_to_async(services.run_finish)
-_current_worker_id = database_sync_to_async(presence.current_worker_id)
+_current_worker_id = database_sync_to_async(presence.current_lease_id)
 
 Ending = tuple[str, dict | None]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sessions_app.errors import error_json, messages_register
+
 RUN_NOT_FOUND = "run_not_found"
 UNKNOWN_AGENT = "unknown_agent"
 
@@ -22,6 +24,6 @@ MESSAGES = {
     WORKER_SHUTDOWN: "The worker draining this run shut down.",
 }
 
+messages_register(MESSAGES)
 
-def error_json(code: str, message: str | None = None) -> dict:
-    return {"code": code, "message": message or MESSAGES.get(code, code)}
+__all__ = ["error_json"]

@@ -6,7 +6,7 @@ import uuid
 
 from django.db import models
 
-from sessions_app.models import Session, Worker
+from sessions_app.models import ProcessLease, Session
 
 
 class RunStatus(models.TextChoices):
@@ -50,7 +50,7 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True, db_index=True)
     error = models.JSONField(null=True, blank=True)
-    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    worker = models.ForeignKey(ProcessLease, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     compacted_at = models.DateTimeField(null=True, blank=True)
 

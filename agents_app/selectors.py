@@ -11,7 +11,7 @@ from agents_app.agents import AGENT_EVENT_TYPES
 from agents_app.agents.base import AgentContext
 from agents_app.models import Message, Run
 from sessions_app.errors import LinnetError
-from sessions_app.models import Event, Session
+from sessions_app.models import ENVELOPE_FIELDS, Event, Session, event_envelope
 
 
 def run_get(*, session: Session, run_id: uuid.UUID | str) -> Run:
@@ -19,10 +19,10 @@ def run_get(*, session: Session, run_id: uuid.UUID | str) -> Run:
     try:
         parsed = uuid.UUID(str(run_id))
     except ValueError:
-        raise LinnetError(errors.RUN_NOT_FOUND, errors.MESSAGES[errors.RUN_NOT_FOUND], status=404) from None
+        raise LinnetError(errors.RUN_NOT_FOUND, status=404) from None
     run = Run.objects.filter(pk=parsed, session=session).defer("output").first()
     if run is None:
-        raise LinnetError(errors.RUN_NOT_FOUND, errors.MESSAGES[errors.RUN_NOT_FOUND], status=404)
+        raise LinnetError(errors.RUN_NOT_FOUND, status=404)
     return run
 
 
@@ -65,10 +65,10 @@ def agent_events(*, session_id: uuid.UUID | str, types: Collection[str], limit: 
     rows = list(
         Event.objects.filter(session_id=session_id, type__in=sorted(types))
         .order_by("-seq")
-        .values_list("seq", "type", "ts", "data")[: limit + 1]
+        .values_list(*ENVELOPE_FIELDS)[: limit + 1]
     )
     left_out = len(rows) > limit
-    events = [{"seq": seq, "type": type_, "ts": ts, "data": data} for seq, type_, ts, data in reversed(rows[:limit])]
+    events = [event_envelope(*row) for row in reversed(rows[:limit])]
     return events, left_out
 
 

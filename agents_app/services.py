@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, TextField, Value
@@ -36,7 +34,7 @@ from sessions_app import errors as session_errors
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
 from sessions_app.models import Event, Session, SessionState
-from sessions_app.services.events import event_append, events_append
+from sessions_app.services.events import events_append, events_append_one, group_send_on_commit
 from sessions_app.services.presence import live_subscriptions
 from sessions_app.services.sessions import session_activate, session_transition
 
@@ -57,13 +55,7 @@ def run_group_name(run_id: uuid.UUID | str) -> str:
 
 
 def _notify_on_commit(group: str, message: dict) -> None:
-    def send() -> None:
-        try:
-            async_to_sync(get_channel_layer().group_send)(group, message)
-        except Exception:
-            logger.exception("waking %s failed; it will notice on its next poll", group)
-
-    transaction.on_commit(send)
+    group_send_on_commit(group, message, failure=f"waking {group} failed; it will notice on its next poll")
 
 
 def _lock(run_id: uuid.UUID | str) -> tuple[Run, Session] | None:
@@ -206,7 +198,7 @@ def run_claim_one(*, run_id: uuid.UUID | str, worker_id: str, now: datetime | No
             session_activate(session=session)
         if run.input.strip():
             Message.objects.create(session=session, run=run, role=MessageRole.USER, content=run.input)
-        event_append(
+        events_append_one(
             session_id=session.pk,
             type="run.started",
             data={"run_id": str(run.id), "agent": run.agent, "input": run.input},
@@ -295,7 +287,7 @@ def _ask(*, run: Run, session: Session, request: InputRequest) -> None:
         status=RunStatus.INPUT_REQUIRED, input_request=request.as_json(), input_answer=None
     )
     session_transition(session=session, to=SessionState.INPUT_REQUIRED, pending_input=pending)
-    event_append(session_id=session.pk, type="input_required", data=pending)
+    events_append_one(session_id=session.pk, type="input_required", data=pending)
 
 
 def run_finish(

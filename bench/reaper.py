@@ -35,7 +35,7 @@ from django.db import transaction
 from bench.environment import BenchContext
 from bench.report import Result, median
 from sessions_app.clock import utcnow
-from sessions_app.models import TERMINAL_STATES, Session, SessionState, Subscription, Worker
+from sessions_app.models import TERMINAL_STATES, ProcessLease, Session, SessionState, Subscription
 from sessions_app.services.lifecycle import gc_once, reap_once
 
 SIZES = (1_000, 10_000)
@@ -69,14 +69,14 @@ def table_clear() -> None:
     """Empty the run's own temporary database of sessions (events and subscriptions cascade)."""
     Subscription.objects.all().delete()
     Session.objects.all().delete()
-    Worker.objects.all().delete()
+    ProcessLease.objects.all().delete()
 
 
 def table_fill(*, size: int, now: datetime) -> dict[str, int]:
     """Write `size` sessions in the MIX; returns how many of each kind."""
     ttl = timedelta(seconds=settings.SESSION_IDLE_TTL_S)
     gc_after = timedelta(seconds=settings.SESSION_GC_AFTER_S)
-    worker = Worker.objects.create(
+    lease = ProcessLease.objects.create(
         id="bench-web",
         role="web",
         hostname="bench",
@@ -127,7 +127,7 @@ def table_fill(*, size: int, now: datetime) -> dict[str, int]:
                 )
             if subscribed:
                 Subscription.objects.bulk_create(
-                    [Subscription(session_id=pk, worker=worker, transport="ws") for pk in ids], batch_size=BATCH
+                    [Subscription(session_id=pk, lease=lease, transport="ws") for pk in ids], batch_size=BATCH
                 )
     return counts
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from sessions_app import errors
 from sessions_app.clock import utcnow
-from sessions_app.models import TERMINAL_STATES, Event, Session, Subscription, Worker
+from sessions_app.models import TERMINAL_STATES, Event, ProcessLease, Session, Subscription, lease_alive_q
 from sessions_app.services.sessions import session_abort, session_end
 
 
@@ -73,7 +73,7 @@ class SessionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         now = utcnow()
-        live = Q(subscriptions__worker__lease_expires_at__gte=now, subscriptions__worker__stopped_at__isnull=True)
+        live = lease_alive_q(now=now, via="subscriptions__lease__")
         return super().get_queryset(request).annotate(live_subscribers=Count("subscriptions", filter=live))
 
     @admin.display(description="id", ordering="id")
@@ -150,18 +150,18 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+@admin.register(ProcessLease)
+class ProcessLeaseAdmin(admin.ModelAdmin):
     list_display = ("id", "role", "hostname", "pid", "alive", "started_at", "lease_expires_at", "last_passes")
     list_filter = ("role", "hostname")
     readonly_fields = ("id", "role", "hostname", "pid", "started_at", "lease_expires_at", "stopped_at", "passes")
 
     @admin.display(boolean=True, description="alive")
-    def alive(self, obj: Worker) -> bool:
-        return obj.stopped_at is None and obj.lease_expires_at >= utcnow()
+    def alive(self, obj: ProcessLease) -> bool:
+        return obj.is_alive(utcnow())
 
     @admin.display(description="last passes")
-    def last_passes(self, obj: Worker) -> str:
+    def last_passes(self, obj: ProcessLease) -> str:
         now = timezone.now()
         parts = []
         for loop, info in sorted(obj.passes.items()):
@@ -175,9 +175,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("session", "transport", "worker", "created_at")
+    list_display = ("session", "transport", "lease", "created_at")
     list_filter = ("transport",)
-    list_select_related = ("session", "worker")
+    list_select_related = ("session", "lease")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,6 +1,14 @@
-"""Error codes and messages shared by the HTTP API, the sockets and the tests."""
+"""Error codes and messages shared by the HTTP API, the sockets and the tests.
+
+Every app keeps its own codes and messages beside its code and adds them to one registry
+(`messages_register`), so `LinnetError(code)` and `error_json(code)` find any app's message.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
 
 SESSION_NOT_FOUND = "session_not_found"
 UNAUTHORIZED = "unauthorized"
@@ -30,6 +38,7 @@ MESSAGES = {
     FORBIDDEN_ORIGIN: "This origin may not open sockets on this server.",
     NOT_AWAITING_INPUT: "The session is not waiting for input.",
     SESSION_NOT_ACTIVE: "The session has ended.",
+    MALFORMED_MESSAGE: "The frame is not a message this socket understands.",
     PAYLOAD_TOO_LARGE: "The request body is too large.",
     NOT_FOUND: "No such endpoint.",
     INTERNAL_ERROR: "Internal server error.",
@@ -42,15 +51,38 @@ MESSAGES = {
 STAFF_LOGIN_REQUIRED = "Log in to the admin as a staff user to watch the live console."
 
 
+_REGISTERED: dict[str, str] = {}
+
+
+def messages_register(messages: Mapping[str, str]) -> None:
+    """Add an app's messages; one code has one message wherever it is raised."""
+    for code, message in messages.items():
+        known = _REGISTERED.setdefault(code, message)
+        if known != message:
+            raise ImproperlyConfigured(f"error code {code!r} has two messages: {known!r} and {message!r}")
+
+
+def message_for(code: str) -> str:
+    return _REGISTERED.get(code, code)
+
+
+def error_json(code: str, message: str | None = None) -> dict:
+    """The `{"code", "message"}` a session's or a run's `error` holds."""
+    return {"code": code, "message": message or message_for(code)}
+
+
+messages_register(MESSAGES)
+
+
 class LinnetError(Exception):
     """A typed, client-facing error: an HTTP status plus a stable code and message."""
 
     status = 400
 
     def __init__(self, code: str, message: str | None = None, *, status: int | None = None):
-        super().__init__(message or MESSAGES.get(code, code))
+        super().__init__(message or message_for(code))
         self.code = code
-        self.message = message or MESSAGES.get(code, code)
+        self.message = message or message_for(code)
         if status is not None:
             self.status = status
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from sessions_app import options
 
@@ -128,11 +130,29 @@ class Event(models.Model):
         return f"#{self.seq} {self.type}"
 
     def envelope(self) -> dict:
-        return {"seq": self.seq, "type": self.type, "ts": self.ts, "data": self.data}
+        return event_envelope(self.seq, self.type, self.ts, self.data)
 
 
-class Worker(models.Model):
-    """A server process (web, worker or all-in-one) with its presence lease and loop passes."""
+# What a logged event looks like on the wire (WebSocket, SSE, history, export, agents' context):
+# read a row's ENVELOPE_FIELDS with values_list and pass them to event_envelope.
+ENVELOPE_FIELDS = ("seq", "type", "ts", "data")
+
+
+def event_envelope(seq: int, type: str, ts: float, data: dict) -> dict:
+    return {"seq": seq, "type": type, "ts": ts, "data": data}
+
+
+def lease_alive_q(*, now: datetime, via: str = "") -> Q:
+    """Rows whose process lease (reached through `via`, e.g. "lease__") is alive at `now`.
+
+    The one statement of the rule: renewed past `now` and not stopped. Whatever a process
+    owns (subscriptions, audio streams) counts only while this holds.
+    """
+    return Q(**{f"{via}lease_expires_at__gte": now, f"{via}stopped_at__isnull": True})
+
+
+class ProcessLease(models.Model):
+    """A server process (web, worker or all-in-one): its presence lease and its loops' last passes."""
 
     id = models.CharField(primary_key=True, max_length=64)
     role = models.CharField(max_length=16)
@@ -150,17 +170,21 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return f"{self.role} {self.hostname}:{self.pid}"
 
+    def is_alive(self, now: datetime) -> bool:
+        """The row form of lease_alive_q."""
+        return self.stopped_at is None and self.lease_expires_at >= now
+
 
 class Subscription(models.Model):
     """A live event-stream connection (WebSocket or SSE), owned by one process's lease."""
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="subscriptions")
-    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="subscriptions")
+    lease = models.ForeignKey(ProcessLease, on_delete=models.CASCADE, related_name="subscriptions")
     transport = models.CharField(max_length=8)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["session", "worker"])]
+        indexes = [models.Index(fields=["session", "lease"])]
 
     def __str__(self) -> str:
         return f"{self.transport} subscriber of {self.session_id}"

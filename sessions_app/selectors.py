@@ -12,7 +12,7 @@ from agents_app.models import IN_FLIGHT_RUN_STATUSES, Run
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
-from sessions_app.models import Event, Session
+from sessions_app.models import ENVELOPE_FIELDS, Event, Session, event_envelope, lease_alive_q
 from sessions_app.services.presence import live_subscriptions
 from sessions_app.tokens import token_matches
 from voice_app.models import AudioStream
@@ -57,9 +57,7 @@ def live_subscription_count(*, now: datetime | None = None) -> int:
 
 def audio_stream_count(*, now: datetime | None = None) -> int:
     now = now or utcnow()
-    return AudioStream.objects.filter(
-        closed_at__isnull=True, worker__lease_expires_at__gte=now, worker__stopped_at__isnull=True
-    ).count()
+    return AudioStream.objects.filter(lease_alive_q(now=now, via="lease__"), closed_at__isnull=True).count()
 
 
 def run_counts_by_status() -> dict[str, int]:
@@ -91,10 +89,7 @@ def events_after(
         rows = rows.filter(seq__lte=until)
     if types:
         rows = rows.filter(type__in=types)
-    return [
-        {"seq": seq, "type": type_, "ts": ts, "data": data}
-        for seq, type_, ts, data in rows.order_by("seq").values_list("seq", "type", "ts", "data")[:limit]
-    ]
+    return [event_envelope(*row) for row in rows.order_by("seq").values_list(*ENVELOPE_FIELDS)[:limit]]
 
 
 def events_iter(*, session_id: uuid.UUID | str, after: int = 0) -> Iterator[dict]:

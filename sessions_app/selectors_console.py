@@ -19,7 +19,7 @@ from django.db.models import F, Max
 
 from sessions_app import selectors
 from sessions_app.clock import utcnow
-from sessions_app.models import Event, SessionState, Worker
+from sessions_app.models import Event, ProcessLease, SessionState
 
 # How far back the events/s history goes.
 EVENT_RATE_WINDOW_S = 300.0
@@ -100,7 +100,7 @@ def _snapshot_read(*, sampler: ConsoleSampler, now: datetime) -> dict:
     max_event_id = Event.objects.aggregate(max_id=Max("id"))["max_id"] or 0
     by_state = selectors.session_counts_by_state()
     runs_by_status = selectors.run_counts_by_status()
-    workers = Worker.objects.order_by(F("stopped_at").desc(nulls_first=True), "-started_at")[:PROCESS_LIMIT]
+    workers = ProcessLease.objects.order_by(F("stopped_at").desc(nulls_first=True), "-started_at")[:PROCESS_LIMIT]
     return {
         "type": "snapshot",
         "at": now.isoformat(),
@@ -114,7 +114,7 @@ def _snapshot_read(*, sampler: ConsoleSampler, now: datetime) -> dict:
     }
 
 
-def process_json(worker: Worker, *, now: datetime) -> dict:
+def process_json(worker: ProcessLease, *, now: datetime) -> dict:
     """One process lease as the console shows it, with each loop's last pass and whether it is stalled."""
     loops = {
         name: loop_pass_json(last_pass, now=now, running=worker.stopped_at is None)
@@ -126,7 +126,7 @@ def process_json(worker: Worker, *, now: datetime) -> dict:
         "role": worker.role,
         "hostname": worker.hostname,
         "pid": worker.pid,
-        "alive": worker.stopped_at is None and worker.lease_expires_at >= now,
+        "alive": worker.is_alive(now),
         "status": status,
         "stalled": status in STALLED_STATUSES,
         "started_at": worker.started_at.isoformat(),
@@ -137,7 +137,7 @@ def process_json(worker: Worker, *, now: datetime) -> dict:
     }
 
 
-def process_status(worker: Worker, *, now: datetime, any_loop_stalled: bool) -> str:
+def process_status(worker: ProcessLease, *, now: datetime, any_loop_stalled: bool) -> str:
     """Alive, lagging (a loop stalled), expired (the lease lapsed without a clean stop) or stopped."""
     if worker.stopped_at is not None:
         # A clean stop ends the lease the moment it stops; the sweep stamps a lapsed lease

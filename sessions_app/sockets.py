@@ -89,7 +89,7 @@ class LinnetSocketConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         self.closing = True
-        message = message or errors.MESSAGES.get(code, code)
+        message = message or errors.message_for(code)
         logger.info(
             "%s socket %s closed with %d %s: %s", self.endpoint, self.scope.get("path"), close_code, code, message
         )

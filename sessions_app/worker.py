@@ -79,13 +79,13 @@ class WorkerLoops:
         self.tasks: list[asyncio.Task] = []
 
     async def run(self) -> None:
-        await database_sync_to_async(presence.current_worker_id)()
+        await database_sync_to_async(presence.current_lease_id)()
         await presence.lease_keepalive_start()
         self.tasks = [asyncio.create_task(self._run_loop(loop), name=f"linnet-{loop.name}") for loop in self.loops]
         await asyncio.gather(*self.tasks)
 
     async def _run_loop(self, loop: Loop) -> None:
-        record = database_sync_to_async(presence.worker_record_pass)
+        record = database_sync_to_async(presence.lease_record_pass)
         while not self.stopping.is_set():
             started = time.perf_counter()
             try:
@@ -117,4 +117,4 @@ class WorkerLoops:
                     await asyncio.wait_for(loop.on_shutdown(), timeout=timeout_s)
                 except Exception:
                     logger.exception("worker loop %s: shutdown hook failed", loop.name)
-        await database_sync_to_async(presence.worker_stop)()
+        await database_sync_to_async(presence.lease_stop)()

@@ -27,7 +27,7 @@ from voice_app.pipeline import VoicePipeline
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR = (session_errors.INTERNAL_ERROR, session_errors.MESSAGES[session_errors.INTERNAL_ERROR])
+INTERNAL_ERROR = (session_errors.INTERNAL_ERROR, session_errors.message_for(session_errors.INTERNAL_ERROR))
 
 _stream_open = database_sync_to_async(services.audio_stream_open)
 _stream_close = database_sync_to_async(services.audio_stream_close)

@@ -28,6 +28,5 @@ MESSAGES = {
     AUDIO_STREAM_ATTACHED: "An audio stream is already attached to this session.",
     SESSION_NOT_VOICE: "Only voice sessions take audio.",
     EVENT_NOT_FOUND: "No tone event with that seq in this session.",
-    SESSION_NOT_ACTIVE: session_errors.MESSAGES[SESSION_NOT_ACTIVE],
-    MALFORMED_MESSAGE: "The frame is not a message this socket understands.",
 }
+session_errors.messages_register(MESSAGES)

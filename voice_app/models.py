@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from sessions_app.models import Session, Worker
+from sessions_app.models import ProcessLease, Session
 
 
 class AudioStream(models.Model):
@@ -20,8 +20,10 @@ class AudioStream(models.Model):
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="audio_streams")
     # SET_NULL keeps the stream's history when the sweep forgets a long-dead process;
-    # an open row without a worker counts as abandoned.
-    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="audio_streams")
+    # an open row without a lease counts as abandoned.
+    lease = models.ForeignKey(
+        ProcessLease, null=True, blank=True, on_delete=models.SET_NULL, related_name="audio_streams"
+    )
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     close_code = models.PositiveIntegerField(null=True, blank=True)

@@ -25,7 +25,7 @@ import numpy as np
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from sessions_app.errors import LinnetError
+from sessions_app.errors import LinnetError, message_for
 from sessions_app.models import Session
 from sessions_app.sockets import CLOSE_TOO_FAST
 from voice_app import errors, metrics, services
@@ -263,7 +263,7 @@ class VoicePipeline:
     def feed(self, pcm: bytes, *, now: float) -> None:
         """Take one frame of audio; raises FrameError (4429) past the rate limit."""
         if not self.limiter.admit(len(pcm), now=now):
-            raise FrameError(CLOSE_TOO_FAST, errors.AUDIO_TOO_FAST, errors.MESSAGES[errors.AUDIO_TOO_FAST])
+            raise FrameError(CLOSE_TOO_FAST, errors.AUDIO_TOO_FAST, message_for(errors.AUDIO_TOO_FAST))
         self.frames += 1
         self.bytes += len(pcm)
         for window in self.windower.feed(pcm):

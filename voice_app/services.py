@@ -13,9 +13,9 @@ from django.db.models import Q
 
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
-from sessions_app.models import TERMINAL_STATES, Event, Session, SessionKind
-from sessions_app.services.events import event_append, events_append
-from sessions_app.services.presence import current_worker_id
+from sessions_app.models import TERMINAL_STATES, Event, Session, SessionKind, lease_alive_q
+from sessions_app.services.events import events_append, events_append_one
+from sessions_app.services.presence import current_lease_id
 from sessions_app.services.sessions import session_activate
 from voice_app import errors
 from voice_app.models import AudioStream, Feedback
@@ -24,7 +24,7 @@ from voice_app.sidecar import allocation_release_soon
 
 def _abandoned(now: datetime) -> Q:
     """Open streams whose process can no longer be holding them."""
-    return Q(worker__isnull=True) | Q(worker__lease_expires_at__lt=now) | Q(worker__stopped_at__isnull=False)
+    return Q(lease__isnull=True) | ~lease_alive_q(now=now, via="lease__")
 
 
 def audio_stream_open(*, session: Session, now: datetime | None = None) -> AudioStream:
@@ -39,23 +39,21 @@ def audio_stream_open(*, session: Session, now: datetime | None = None) -> Audio
     Raises LinnetError (409) with SESSION_NOT_VOICE, SESSION_NOT_ACTIVE or AUDIO_STREAM_ATTACHED.
     """
     now = now or utcnow()
-    worker_id = current_worker_id(now=now)
+    lease_id = current_lease_id(now=now)
     with transaction.atomic():
         locked = Session.objects.select_for_update().get(pk=session.pk)
         if locked.kind != SessionKind.VOICE:
-            raise LinnetError(errors.SESSION_NOT_VOICE, errors.MESSAGES[errors.SESSION_NOT_VOICE], status=409)
+            raise LinnetError(errors.SESSION_NOT_VOICE, status=409)
         if locked.is_terminal:
-            raise LinnetError(errors.SESSION_NOT_ACTIVE, errors.MESSAGES[errors.SESSION_NOT_ACTIVE], status=409)
+            raise LinnetError(errors.SESSION_NOT_ACTIVE, status=409)
         abandoned = AudioStream.objects.filter(session=locked, closed_at__isnull=True).filter(_abandoned(now))
         for stream in abandoned:
             _stream_close(stream_id=stream.pk, now=now)
         try:
             with transaction.atomic():
-                stream = AudioStream.objects.create(session=locked, worker_id=worker_id, opened_at=now)
+                stream = AudioStream.objects.create(session=locked, lease_id=lease_id, opened_at=now)
         except IntegrityError:
-            raise LinnetError(
-                errors.AUDIO_STREAM_ATTACHED, errors.MESSAGES[errors.AUDIO_STREAM_ATTACHED], status=409
-            ) from None
+            raise LinnetError(errors.AUDIO_STREAM_ATTACHED, status=409) from None
         session_activate(session=locked)
     return stream
 
@@ -147,9 +145,9 @@ def voice_events_append(
     with transaction.atomic():
         state = Session.objects.select_for_update().filter(pk=session_id).values_list("state", flat=True).first()
         if state is None or state in TERMINAL_STATES:
-            raise LinnetError(errors.SESSION_NOT_ACTIVE, errors.MESSAGES[errors.SESSION_NOT_ACTIVE], status=409)
+            raise LinnetError(errors.SESSION_NOT_ACTIVE, status=409)
         if not AudioStream.objects.filter(pk=stream_id, closed_at__isnull=True).exists():
-            raise LinnetError(errors.AUDIO_STREAM_ATTACHED, errors.MESSAGES[errors.AUDIO_STREAM_ATTACHED], status=409)
+            raise LinnetError(errors.AUDIO_STREAM_ATTACHED, status=409)
         return events_append(session_id=session_id, items=items)
 
 
@@ -172,14 +170,14 @@ def feedback_give(
     with transaction.atomic():
         tone = Event.objects.filter(session_id=session.pk, seq=seq, type="tone").values_list("data", flat=True).first()
         if tone is None:
-            raise LinnetError(errors.EVENT_NOT_FOUND, errors.MESSAGES[errors.EVENT_NOT_FOUND], status=404)
+            raise LinnetError(errors.EVENT_NOT_FOUND, status=404)
         # Two verdicts on one tone queue on the row lock update_or_create takes (on the unique
         # constraint for a first verdict), so the last `tone.feedback` logged is what the row keeps.
         values = {"tone": tone, "verdict": verdict, "label": label, "user": giver, "updated_at": now}
         feedback, _ = Feedback.objects.update_or_create(
             session_id=session.pk, seq=seq, defaults=values, create_defaults={**values, "created_at": now}
         )
-        event_append(
+        events_append_one(
             session_id=session.pk, type=TONE_FEEDBACK_EVENT, data={"seq": seq, "verdict": verdict, "label": label}
         )
     return feedback

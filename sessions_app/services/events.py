@@ -49,17 +49,32 @@ def events_append(*, session_id: uuid.UUID | str, items: Iterable[tuple[str, dic
     return events
 
 
-def event_append(*, session_id: uuid.UUID | str, type: str, data: dict) -> Event:
+def events_append_one(*, session_id: uuid.UUID | str, type: str, data: dict) -> Event:
     return events_append(session_id=session_id, items=[(type, data)])[0]
 
 
 def events_publish(*, session_id: uuid.UUID | str, envelopes: list[dict]) -> None:
     """Fan committed events out to the session's group; a lost message is healed from the log."""
     metrics.events_published(envelopes)
-    layer = get_channel_layer()
-    message = {"type": LAYER_EVENTS, "events": envelopes}
+    group_send_logged(
+        session_group_name(session_id),
+        {"type": LAYER_EVENTS, "events": envelopes},
+        failure=f"publishing {len(envelopes)} event(s) of session {session_id} failed",
+    )
+
+
+def group_send_on_commit(group: str, message: dict, *, failure: str) -> None:
+    """Send a layer message once the transaction commits (never for a rolled-back one)."""
+    transaction.on_commit(partial(group_send_logged, group, message, failure=failure))
+
+
+def group_send_logged(group: str, message: dict, *, failure: str) -> None:
+    """Send a layer message; a failure is logged, not raised.
+
+    Nothing sent this way is the only copy: receivers heal what a lost message would have
+    told them from the database (the log by seq, the runs table on their next poll).
+    """
     try:
-        async_to_sync(layer.group_send)(session_group_name(session_id), message)
+        async_to_sync(get_channel_layer().group_send)(group, message)
     except Exception:
-        # The events are committed; subscribers recover them by seq from the log.
-        logger.exception("publishing %d event(s) of session %s failed", len(envelopes), session_id)
+        logger.exception(failure)

@@ -75,7 +75,7 @@ def _abort_if_still(candidates: QuerySet[Session], session: Session, code: str, 
         list(Session.objects.select_for_update().filter(pk=session.pk).values_list("pk"))
         if not candidates.filter(pk=session.pk).exists():
             return False
-        error = {"code": code, "message": errors.MESSAGES[code]}
+        error = errors.error_json(code)
         session_transition(session=session, to=SessionState.ABORTED, error=error, now=now)
     return True
 

@@ -1,6 +1,6 @@
 """Presence: which sessions have live subscribers, correct across processes and crashes.
 
-Each process holds a lease row (Worker) that it renews every PRESENCE_LEASE_RENEW_S.
+Each process holds a lease row (ProcessLease) that it renews every PRESENCE_LEASE_RENEW_S.
 Every subscription belongs to a lease, so a process killed without closing its sockets
 leaves subscriptions that the sweep deletes once the lease has expired.
 """
@@ -21,7 +21,7 @@ from django.db.models import Exists, Max, OuterRef, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from sessions_app.clock import utcnow
-from sessions_app.models import Session, Subscription, Worker
+from sessions_app.models import ProcessLease, Session, Subscription, lease_alive_q
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class _ProcessIdentity:
 
     def __init__(self) -> None:
         self.role = "web"
-        self.worker_id: str | None = None
+        self.lease_id: str | None = None
         self.renewed_at: datetime | None = None
         self.renew_task: asyncio.Task | None = None
         # The subscriptions this process holds open: what a revived lease must restore.
@@ -39,14 +39,14 @@ class _ProcessIdentity:
 
     def forget(self) -> None:
         """Drop the lease and what it held (after a graceful stop, or a test's fresh database)."""
-        self.worker_id = None
+        self.lease_id = None
         self.renewed_at = None
         self.renew_task = None
         self.subscriptions.clear()
 
     def new_id(self) -> str:
-        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        return self.worker_id
+        self.lease_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return self.lease_id
 
 
 PROCESS = _ProcessIdentity()
@@ -56,13 +56,13 @@ def _lease_until(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S)
 
 
-def worker_register(*, role: str | None = None, now: datetime | None = None) -> Worker:
+def lease_register(*, role: str | None = None, now: datetime | None = None) -> ProcessLease:
     """Create this process's lease row under a new id."""
     now = now or utcnow()
     if role:
         PROCESS.role = role
     PROCESS.renewed_at = now
-    return Worker.objects.create(
+    return ProcessLease.objects.create(
         id=PROCESS.new_id(),
         role=PROCESS.role,
         hostname=socket.gethostname(),
@@ -72,20 +72,20 @@ def worker_register(*, role: str | None = None, now: datetime | None = None) -> 
     )
 
 
-def current_worker_id(*, now: datetime | None = None) -> str:
+def current_lease_id(*, now: datetime | None = None) -> str:
     """This process's live lease id, registering or re-registering it when needed."""
     now = now or utcnow()
-    if PROCESS.worker_id is None:
-        return worker_register(now=now).id
+    if PROCESS.lease_id is None:
+        return lease_register(now=now).id
     if PROCESS.renewed_at and now - PROCESS.renewed_at < timedelta(seconds=settings.PRESENCE_LEASE_RENEW_S):
-        return PROCESS.worker_id
-    renewed = Worker.objects.filter(pk=PROCESS.worker_id, lease_expires_at__gte=now, stopped_at__isnull=True).update(
+        return PROCESS.lease_id
+    renewed = ProcessLease.objects.filter(lease_alive_q(now=now), pk=PROCESS.lease_id).update(
         lease_expires_at=_lease_until(now)
     )
     if not renewed:
         _lease_revive(now)
     PROCESS.renewed_at = now
-    return PROCESS.worker_id
+    return PROCESS.lease_id
 
 
 def _lease_revive(now: datetime) -> None:
@@ -94,13 +94,13 @@ def _lease_revive(now: datetime) -> None:
     The id stays the same: this process's open audio streams and draining runs point at
     it, and a new id would orphan them for another process to take over.
     """
-    worker_id = PROCESS.worker_id
-    logger.warning("presence lease %s lapsed; taking it back", worker_id)
+    lease_id = PROCESS.lease_id
+    logger.warning("presence lease %s lapsed; taking it back", lease_id)
     with transaction.atomic():
-        revived = Worker.objects.filter(pk=worker_id).update(lease_expires_at=_lease_until(now), stopped_at=None)
+        revived = ProcessLease.objects.filter(pk=lease_id).update(lease_expires_at=_lease_until(now), stopped_at=None)
         if not revived:
-            Worker.objects.create(
-                id=worker_id,
+            ProcessLease.objects.create(
+                id=lease_id,
                 role=PROCESS.role,
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
@@ -110,7 +110,7 @@ def _lease_revive(now: datetime) -> None:
         held = dict(PROCESS.subscriptions)
         surviving = set(Subscription.objects.filter(pk__in=held).values_list("pk", flat=True))
         Subscription.objects.bulk_create(
-            Subscription(pk=pk, session_id=session_id, worker_id=worker_id, transport=transport)
+            Subscription(pk=pk, session_id=session_id, lease_id=lease_id, transport=transport)
             for pk, (session_id, transport) in held.items()
             if pk not in surviving
         )
@@ -119,12 +119,12 @@ def _lease_revive(now: datetime) -> None:
         )
 
 
-def worker_renew(*, now: datetime | None = None) -> str:
+def lease_renew(*, now: datetime | None = None) -> str:
     PROCESS.renewed_at = None
-    return current_worker_id(now=now)
+    return current_lease_id(now=now)
 
 
-def worker_record_pass(
+def lease_record_pass(
     *, loop: str, count: int, seconds: float, interval_s: float | None = None, now: datetime | None = None
 ) -> None:
     """Record a worker loop's last pass on this process's row, for the admin and the live console.
@@ -133,33 +133,33 @@ def worker_record_pass(
     without knowing every app's loops and how each process was configured.
     """
     now = now or utcnow()
-    worker_id = current_worker_id(now=now)
+    lease_id = current_lease_id(now=now)
     last_pass = {"at": now.isoformat(), "count": count, "ms": round(seconds * 1000, 2)}
     if interval_s is not None:
         last_pass["every_s"] = interval_s
     with transaction.atomic():
-        worker = Worker.objects.select_for_update().get(pk=worker_id)
-        worker.passes = {**worker.passes, loop: last_pass}
-        worker.save(update_fields=["passes"])
+        lease = ProcessLease.objects.select_for_update().get(pk=lease_id)
+        lease.passes = {**lease.passes, loop: last_pass}
+        lease.save(update_fields=["passes"])
 
 
-def worker_stop(*, now: datetime | None = None) -> None:
+def lease_stop(*, now: datetime | None = None) -> None:
     """Graceful shutdown: drop this process's subscriptions now instead of waiting for the sweep."""
-    if PROCESS.worker_id is None:
+    if PROCESS.lease_id is None:
         return
     now = now or utcnow()
     with transaction.atomic():
         session_ids = list(
-            Subscription.objects.filter(worker_id=PROCESS.worker_id).values_list("session_id", flat=True).distinct()
+            Subscription.objects.filter(lease_id=PROCESS.lease_id).values_list("session_id", flat=True).distinct()
         )
-        Subscription.objects.filter(worker_id=PROCESS.worker_id).delete()
+        Subscription.objects.filter(lease_id=PROCESS.lease_id).delete()
         _stamp_left_if_empty(session_ids, now)
-        Worker.objects.filter(pk=PROCESS.worker_id).update(stopped_at=now, lease_expires_at=now)
+        ProcessLease.objects.filter(pk=PROCESS.lease_id).update(stopped_at=now, lease_expires_at=now)
     PROCESS.forget()
 
 
 def live_subscriptions(now: datetime):
-    return Subscription.objects.filter(worker__lease_expires_at__gte=now, worker__stopped_at__isnull=True)
+    return Subscription.objects.filter(lease_alive_q(now=now, via="lease__"))
 
 
 def _stamp_left_if_empty(session_ids: list, now: datetime, *, left_at: datetime | None = None) -> None:
@@ -177,11 +177,11 @@ def _stamp_left_if_empty(session_ids: list, now: datetime, *, left_at: datetime 
 def subscription_open(*, session: Session, transport: str, now: datetime | None = None) -> int:
     """Register a live subscriber and clear the session's idle clock."""
     now = now or utcnow()
-    worker_id = current_worker_id(now=now)
+    lease_id = current_lease_id(now=now)
     with transaction.atomic():
         # The row lock orders this against a concurrent last-subscriber-left stamp.
         Session.objects.select_for_update().filter(pk=session.pk).update(last_subscriber_left_at=None)
-        subscription = Subscription.objects.create(session_id=session.pk, worker_id=worker_id, transport=transport)
+        subscription = Subscription.objects.create(session_id=session.pk, lease_id=lease_id, transport=transport)
     PROCESS.subscriptions[subscription.pk] = (session.pk, transport)
     return subscription.pk
 
@@ -207,9 +207,9 @@ def presence_sweep_once(*, now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     with transaction.atomic():
-        expired = Worker.objects.filter(lease_expires_at__lt=now)
-        stale = Subscription.objects.filter(worker__in=expired)
-        per_session = stale.values("session_id").annotate(left_at=Max("worker__lease_expires_at"))
+        expired = ProcessLease.objects.filter(lease_expires_at__lt=now)
+        stale = Subscription.objects.filter(lease__in=expired)
+        per_session = stale.values("session_id").annotate(left_at=Max("lease__lease_expires_at"))
         left_at_by_session = {row["session_id"]: row["left_at"] for row in per_session}
         # Sessions first, in pk order, as subscription_open/close lock them: a close racing
         # the sweep then waits for it instead of deadlocking with it.
@@ -219,7 +219,7 @@ def presence_sweep_once(*, now: datetime | None = None) -> int:
             _stamp_left_if_empty([session_id], now, left_at=left_at)
         expired.filter(stopped_at__isnull=True).update(stopped_at=now)
         # Keep dead processes visible in the admin for a day, then forget them.
-        Worker.objects.filter(lease_expires_at__lt=now - timedelta(days=1)).delete()
+        ProcessLease.objects.filter(lease_expires_at__lt=now - timedelta(days=1)).delete()
     if removed:
         logger.info("presence sweep removed %d subscription(s) of expired processes", removed)
     return removed
@@ -234,7 +234,7 @@ async def lease_keepalive_start() -> None:
 
 
 async def _lease_keepalive() -> None:
-    renew = database_sync_to_async(worker_renew)
+    renew = database_sync_to_async(lease_renew)
     while True:
         await asyncio.sleep(settings.PRESENCE_LEASE_RENEW_S)
         try:

@@ -12,7 +12,7 @@ from sessions_app import errors, metrics
 from sessions_app.clock import utcnow
 from sessions_app.errors import IllegalTransition, LinnetError
 from sessions_app.models import STATE_EFFECTS, TERMINAL_STATES, Session, SessionKind, SessionState
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from sessions_app.signals import session_ended, session_input_received
 from sessions_app.tokens import token_hash, token_new
 
@@ -40,7 +40,7 @@ def session_open(
             owner=owner if owner is not None and owner.is_authenticated else None,
             token_hash=token_hash(token),
         )
-        event_append(session_id=session.id, type="session.state", data=_state_data(session))
+        events_append_one(session_id=session.id, type="session.state", data=_state_data(session))
     metrics.SESSIONS_OPENED.labels(kind).inc()
     return session, token
 
@@ -82,11 +82,11 @@ def session_transition(
             locked.error = error
             fields += ["ended_at", "result", "error"]
         locked.save(update_fields=fields)
-        event_append(session_id=locked.id, type="session.state", data=_state_data(locked))
+        events_append_one(session_id=locked.id, type="session.state", data=_state_data(locked))
         if to in TERMINAL_STATES:
             outcome = {"state": to, "error": error} if error else {"state": to, "result": result}
             session_ended.send(sender=Session, session=locked)
-            event_append(session_id=locked.id, type="session.ended", data=outcome)
+            events_append_one(session_id=locked.id, type="session.ended", data=outcome)
             code = (error or {}).get("code", "none")
             transaction.on_commit(lambda: metrics.SESSIONS_ENDED.labels(to, code).inc())
     return locked
@@ -129,7 +129,7 @@ def session_end(
 
 
 def session_abort(*, session: Session, code: str, message: str | None = None, now: datetime | None = None) -> Session:
-    error = {"code": code, "message": message or errors.MESSAGES.get(code, code)}
+    error = errors.error_json(code, message)
     session.refresh_from_db()
     if session.is_terminal:
         return session

@@ -14,8 +14,8 @@ from django.db import connection
 from agents_app.models import Run, RunStatus
 from agents_app.services import run_claim, run_claim_one, run_start, run_stop
 from sessions_app.clock import utcnow
-from sessions_app.models import Event, Worker
-from sessions_app.services.events import event_append
+from sessions_app.models import Event, ProcessLease
+from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_open
 from tests.agents_app.conftest import drained
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _worker(worker_id: str) -> str:
     now = utcnow()
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id=worker_id, role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(minutes=5)
     )
     return worker_id
@@ -35,7 +35,7 @@ def _queued_runs(count: int) -> list[Run]:
     runs = []
     for _ in range(count):
         session, _ = session_open(kind="agent")
-        event_append(session_id=session.id, type="tone", data={"label": "calm", "start": 0.0, "end": 1.0})
+        events_append_one(session_id=session.id, type="tone", data={"label": "calm", "start": 0.0, "end": 1.0})
         runs.append(run_start(session=session, input="", agent="notes"))
     return runs
 

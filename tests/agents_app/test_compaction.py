@@ -10,8 +10,8 @@ from agents_app.agents.base import Delta
 from agents_app.models import Run
 from agents_app.services import compact_once, run_claim, run_finish, run_progress, run_start
 from sessions_app.clock import utcnow
-from sessions_app.models import Worker
-from sessions_app.services.events import event_append
+from sessions_app.models import ProcessLease
+from sessions_app.services.events import events_append_one
 from sessions_app.services.presence import subscription_close, subscription_open
 from sessions_app.services.sessions import session_open
 from tests.agents_app.conftest import log
@@ -29,7 +29,7 @@ def grace(settings) -> int:
 @pytest.fixture
 def worker() -> str:
     now = utcnow()
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="w-1", role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(minutes=5)
     )
     return "w-1"
@@ -53,7 +53,7 @@ def test_compaction_deletes_only_the_finished_runs_deltas_after_the_grace(worker
     session, _ = session_open(kind="agent")
     old = _drained_run(session, worker, "a", "b")
     # A stray delta naming no run, and the next run still streaming: neither is old's to delete.
-    event_append(session_id=session.id, type="run.delta", data={"text": "no run id"})
+    events_append_one(session_id=session.id, type="run.delta", data={"text": "no run id"})
     new = _drained_run(session, worker, "c", finish=False)
 
     assert compact_once(now=old.ended_at + timedelta(seconds=grace - 1)) == 0

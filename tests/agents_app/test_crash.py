@@ -12,7 +12,7 @@ from agents_app.agents.base import Delta, InputField, InputRequest
 from agents_app.models import Message, Run, RunStatus
 from agents_app.services import run_claim, run_expire_once, run_progress, run_start
 from sessions_app.clock import utcnow
-from sessions_app.models import Session, Worker
+from sessions_app.models import ProcessLease, Session
 from sessions_app.services.sessions import session_open
 from tests.agents_app.conftest import alog, log, run_text, until
 
@@ -27,7 +27,7 @@ def _run(run_id) -> Run:
 
 def _claimed_run() -> Run:
     now = utcnow()
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="w-dead", role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(seconds=30)
     )
     session, _ = session_open(kind="agent")

@@ -12,7 +12,7 @@ from agents_app import errors
 from agents_app.models import Run, RunStatus
 from agents_app.services import run_claim, run_finish
 from sessions_app.models import Event
-from sessions_app.services.presence import current_worker_id
+from sessions_app.services.presence import current_lease_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,7 +102,7 @@ def test_unknown_runs_are_404_run_not_found(http, make_session):
 
 def test_stopping_a_finished_run_is_false(http):
     created = http.post("/runs", {"input": "x"}).json()
-    worker_id = current_worker_id()
+    worker_id = current_lease_id()
     run_claim(worker_id=worker_id)
     run_finish(run_id=created["id"], worker_id=worker_id, status=RunStatus.DONE)
     done_events = Event.objects.filter(type="run.done").count()

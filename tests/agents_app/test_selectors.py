@@ -8,7 +8,7 @@ from agents_app.agents.notes import AUDIO_EVENT_TYPES
 from agents_app.selectors import agent_context
 from agents_app.services import run_claim, run_start
 from sessions_app.clock import utcnow
-from sessions_app.models import Worker
+from sessions_app.models import ProcessLease
 from sessions_app.services.events import events_append
 from sessions_app.services.sessions import session_open
 
@@ -33,7 +33,7 @@ async def _receive_input() -> dict:
 
 def _claimed_run(agent: str, log: list[tuple[str, dict]]):
     now = utcnow()
-    Worker.objects.get_or_create(
+    ProcessLease.objects.get_or_create(
         id="w-test",
         defaults={"role": "worker", "hostname": "test", "pid": 1, "started_at": now, "lease_expires_at": now},
     )

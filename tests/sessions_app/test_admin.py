@@ -49,11 +49,11 @@ def test_admin_actions_end_and_abort_sessions(staff_client, make_session, action
         assert Event.objects.filter(session=session, type="session.ended").count() == 1
 
 
-def test_filters_and_event_and_worker_lists_render(staff_client, make_session):
+def test_filters_and_event_and_process_lease_lists_render(staff_client, make_session):
     make_session()
     assert staff_client.get("/admin/sessions_app/session/?live=live").status_code == 200
     assert staff_client.get("/admin/sessions_app/event/?type=session.state").status_code == 200
-    assert staff_client.get("/admin/sessions_app/worker/").status_code == 200
+    assert staff_client.get("/admin/sessions_app/processlease/").status_code == 200
     assert Session.objects.count() == 1
 
 

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from sessions_app.models import Event, Session
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_transition
 from sessions_app.tokens import token_hash
 
@@ -200,7 +200,7 @@ def test_input_body_must_be_an_object(client):
 def test_events_history_filters_by_after_type_and_limit(client):
     body = create(client)
     for i in range(5):
-        event_append(session_id=body["id"], type="tone" if i % 2 else "queue", data={"i": i})
+        events_append_one(session_id=body["id"], type="tone" if i % 2 else "queue", data={"i": i})
     url = f"/api/sessions/{body['id']}/events"
 
     everything = client.get(url, **bearer(body["token"])).json()
@@ -223,7 +223,7 @@ def test_bad_events_query_is_422(client, query):
 
 def test_export_is_an_attachment_with_session_messages_and_all_events(client):
     body = create(client)
-    event_append(session_id=body["id"], type="tone", data={"label": "calm"})
+    events_append_one(session_id=body["id"], type="tone", data={"label": "calm"})
     response = client.get(f"/api/sessions/{body['id']}/export", **bearer(body["token"]))
 
     assert response.status_code == 200

@@ -5,7 +5,7 @@ from django.db import transaction
 
 from sessions_app.models import Event
 from sessions_app.services import events as events_service
-from sessions_app.services.events import event_append, events_append
+from sessions_app.services.events import events_append, events_append_one
 
 
 @pytest.mark.django_db(transaction=True)
@@ -13,7 +13,7 @@ def test_seq_is_strictly_increasing_per_session(make_session):
     first, _ = make_session()
     second, _ = make_session()
     for i in range(5):
-        event_append(session_id=first.id, type="tone", data={"i": i})
+        events_append_one(session_id=first.id, type="tone", data={"i": i})
     events_append(session_id=second.id, items=[("tone", {"i": 0}), ("tone", {"i": 1})])
 
     assert list(Event.objects.filter(session=first).values_list("seq", flat=True)) == [1, 2, 3, 4, 5, 6]
@@ -27,7 +27,7 @@ def test_events_are_published_only_after_commit(make_session):
     session, _ = make_session()
     with mock.patch.object(events_service, "events_publish") as publish:
         with transaction.atomic():
-            event_append(session_id=session.id, type="tone", data={})
+            events_append_one(session_id=session.id, type="tone", data={})
             assert publish.call_count == 0
         assert publish.call_count == 1
         assert publish.call_args.kwargs["envelopes"][0]["seq"] == 2
@@ -38,7 +38,7 @@ def test_rolled_back_events_are_never_published(make_session):
     session, _ = make_session()
     with mock.patch.object(events_service, "events_publish") as publish:
         with pytest.raises(RuntimeError), transaction.atomic():
-            event_append(session_id=session.id, type="tone", data={})
+            events_append_one(session_id=session.id, type="tone", data={})
             raise RuntimeError("boom")
     assert publish.call_count == 0
     assert Event.objects.filter(session=session).count() == 1

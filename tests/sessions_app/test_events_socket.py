@@ -9,12 +9,12 @@ from django.test import Client
 
 from sessions_app.consumers import EventsConsumer
 from sessions_app.models import Session, SessionState
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_end, session_transition
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-append = database_sync_to_async(event_append)
+append = database_sync_to_async(events_append_one)
 
 
 async def _append_many(session_id, n, *, type_="tone"):

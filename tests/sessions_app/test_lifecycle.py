@@ -4,9 +4,9 @@ import pytest
 
 from agents_app.models import Run, RunStatus
 from sessions_app.clock import utcnow
-from sessions_app.models import Event, Session, SessionState, Subscription, Worker
+from sessions_app.models import Event, ProcessLease, Session, SessionState, Subscription
 from sessions_app.services.lifecycle import gc_once, reap_once
-from sessions_app.services.presence import subscription_close, subscription_open, worker_register
+from sessions_app.services.presence import lease_register, subscription_close, subscription_open
 from sessions_app.services.sessions import session_transition
 
 pytestmark = pytest.mark.django_db
@@ -70,9 +70,9 @@ def test_subscribed_session_is_spared_however_old(make_session):
 
 def test_subscription_of_dead_process_does_not_spare_the_session(make_session, settings):
     session = aged(make_session()[0], 10_000)
-    dead = worker_register(role="web", now=utcnow() - timedelta(seconds=10_000))
-    Subscription.objects.create(session=session, worker=dead, transport="ws")
-    Worker.objects.filter(pk=dead.pk).update(
+    dead = lease_register(role="web", now=utcnow() - timedelta(seconds=10_000))
+    Subscription.objects.create(session=session, lease=dead, transport="ws")
+    ProcessLease.objects.filter(pk=dead.pk).update(
         lease_expires_at=utcnow() - timedelta(seconds=settings.SESSION_IDLE_TTL_S * 2)
     )
 
@@ -202,8 +202,8 @@ def test_gc_spares_a_session_answered_after_the_pass_read_it(make_session, setti
 def test_reaper_gives_a_dead_process_subscriber_the_full_ttl_from_its_lease_expiry(make_session, settings):
     session = aged(make_session()[0], settings.SESSION_IDLE_TTL_S * 100)
     now = utcnow()
-    dead = worker_register(role="web", now=now - timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 1))
-    Subscription.objects.create(session=session, worker=dead, transport="ws")
+    dead = lease_register(role="web", now=now - timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 1))
+    Subscription.objects.create(session=session, lease=dead, transport="ws")
 
     assert reap_once(now=now) == 0
     assert reap_once(now=dead.lease_expires_at + timedelta(seconds=settings.SESSION_IDLE_TTL_S + 1)) == 1

@@ -10,9 +10,9 @@ from django.test import Client
 from agents_app.models import Run
 from sessions_app import console, errors, selectors_console
 from sessions_app.clock import utcnow
-from sessions_app.models import Event, SessionKind, SessionState, Worker
+from sessions_app.models import Event, ProcessLease, SessionKind, SessionState
 from sessions_app.selectors_console import ConsoleSampler, console_snapshot, process_json
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from sessions_app.services.presence import subscription_open
 from sessions_app.services.sessions import session_abort, session_end, session_open, session_transition
 from voice_app.services import audio_stream_open
@@ -139,28 +139,28 @@ def _populate(now):
         return {"at": (now - timedelta(seconds=age_s)).isoformat(), "count": 2, "ms": 1.5, "every_s": every_s}
 
     lease = {"hostname": "box", "pid": 1, "started_at": now - timedelta(hours=1)}
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="healthy",
         role="worker",
         lease_expires_at=now + timedelta(seconds=30),
         passes={"reap": last_pass(5, 45)},
         **lease,
     )
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="killed",
         role="worker",
         lease_expires_at=now - timedelta(seconds=60),
         passes={"reap": last_pass(80, 45)},
         **lease,
     )
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="lagging",
         role="worker",
         lease_expires_at=now + timedelta(seconds=30),
         passes={"reap": last_pass(5, 45), "gc": last_pass(3600, 300)},
         **lease,
     )
-    Worker.objects.create(
+    ProcessLease.objects.create(
         id="stopped",
         role="worker",
         lease_expires_at=now - timedelta(minutes=5),
@@ -220,7 +220,7 @@ async def test_snapshots_keep_coming_and_show_events_per_second_once_events_are_
         first = await client.receive()
         assert first["events_per_second"] == []
         for i in range(5):
-            await database_sync_to_async(event_append)(session_id=session.id, type="tone", data={"i": i})
+            await database_sync_to_async(events_append_one)(session_id=session.id, type="tone", data={"i": i})
         rates: list[float] = []
         for _ in range(200):
             snapshot = await client.receive()
@@ -281,7 +281,7 @@ def test_a_snapshot_is_shared_within_the_reuse_window(make_session, django_asser
 
     with django_assert_num_queries(0):
         again = console_snapshot(sampler=sampler, now=now + timedelta(seconds=0.5), reuse_within_s=1.0)
-    event_append(session_id=session.id, type="tone", data={})
+    events_append_one(session_id=session.id, type="tone", data={})
     later = console_snapshot(sampler=sampler, now=now + timedelta(seconds=2), reuse_within_s=1.0)
 
     assert again is first
@@ -292,11 +292,13 @@ def test_a_snapshot_is_shared_within_the_reuse_window(make_session, django_asser
 def test_a_loop_pass_several_intervals_old_is_stalled_only_while_the_process_runs():
     now = utcnow()
     old_pass = {"at": (now - timedelta(minutes=10)).isoformat(), "count": 0, "ms": 1.0, "every_s": 5}
-    running = Worker(
+    running = ProcessLease(
         id="w", role="worker", hostname="h", pid=1, started_at=now, lease_expires_at=now + timedelta(seconds=30)
     )
     running.passes = {"run_expire": old_pass}
-    stopped = Worker(id="s", role="worker", hostname="h", pid=2, started_at=now, lease_expires_at=now, stopped_at=now)
+    stopped = ProcessLease(
+        id="s", role="worker", hostname="h", pid=2, started_at=now, lease_expires_at=now, stopped_at=now
+    )
     stopped.passes = {"run_expire": old_pass}
 
     assert process_json(running, now=now)["loops"]["run_expire"]["stalled"] is True
@@ -307,7 +309,7 @@ def test_a_loop_pass_several_intervals_old_is_stalled_only_while_the_process_run
 
 def test_a_pass_recorded_without_its_interval_is_judged_by_the_default():
     now = utcnow()
-    worker = Worker(
+    worker = ProcessLease(
         id="w", role="worker", hostname="h", pid=1, started_at=now, lease_expires_at=now + timedelta(seconds=30)
     )
     default = selectors_console.LOOP_DEFAULT_INTERVAL_S * selectors_console.LOOP_STALL_FACTOR
@@ -321,7 +323,7 @@ def test_a_pass_recorded_without_its_interval_is_judged_by_the_default():
 
 def test_a_lease_the_sweep_stopped_after_it_lapsed_is_still_shown_expired():
     now = utcnow()
-    swept = Worker(
+    swept = ProcessLease(
         id="w",
         role="web",
         hostname="h",

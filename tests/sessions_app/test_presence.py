@@ -4,13 +4,13 @@ import pytest
 
 from sessions_app import selectors
 from sessions_app.clock import utcnow
-from sessions_app.models import Session, Subscription, Worker
+from sessions_app.models import ProcessLease, Session, Subscription
 from sessions_app.services import presence
 from sessions_app.services.presence import (
+    lease_register,
     presence_sweep_once,
     subscription_close,
     subscription_open,
-    worker_register,
 )
 
 pytestmark = pytest.mark.django_db
@@ -47,16 +47,16 @@ def test_killed_process_subscriptions_expire_and_are_swept(make_session, setting
     session, _ = make_session()
     other, _ = make_session()
     start = utcnow()
-    dead = worker_register(role="web", now=start)
-    Subscription.objects.create(session=session, worker=dead, transport="ws")
-    presence.PROCESS.worker_id = None  # this test process gets a lease of its own
+    dead = lease_register(role="web", now=start)
+    Subscription.objects.create(session=session, lease=dead, transport="ws")
+    presence.PROCESS.lease_id = None  # this test process gets a lease of its own
     alive_sub = subscription_open(session=other, transport="ws", now=start)
     assert alive_sub
 
     # This process keeps renewing; the dead one stopped at `start`.
-    presence.worker_renew(now=start + timedelta(seconds=settings.PRESENCE_LEASE_RENEW_S))
+    presence.lease_renew(now=start + timedelta(seconds=settings.PRESENCE_LEASE_RENEW_S))
     later = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 1)
-    presence.worker_renew(now=later)
+    presence.lease_renew(now=later)
     assert selectors.subscriber_count(session_id=session.id, now=later) == 0
     assert selectors.subscriber_count(session_id=other.id, now=later) == 1
 
@@ -65,7 +65,7 @@ def test_killed_process_subscriptions_expire_and_are_swept(make_session, setting
     other.refresh_from_db()
     assert session.last_subscriber_left_at == dead.lease_expires_at
     assert other.last_subscriber_left_at is None
-    assert Worker.objects.get(pk=dead.pk).stopped_at == later
+    assert ProcessLease.objects.get(pk=dead.pk).stopped_at == later
     assert Subscription.objects.filter(session=other).count() == 1
 
 
@@ -73,16 +73,16 @@ def test_lapsed_own_lease_is_taken_back_with_the_subscriptions_a_sweep_removed(m
     """A process that stalled past its lease keeps its id and gets its live sockets counted again."""
     session, _ = make_session()
     start = utcnow()
-    first = presence.current_worker_id(now=start)
+    first = presence.current_lease_id(now=start)
     subscription = subscription_open(session=session, transport="ws", now=start)
     stalled_until = start + timedelta(seconds=settings.PRESENCE_LEASE_TTL_S + 5)
     assert presence_sweep_once(now=stalled_until) == 1
     assert selectors.subscriber_count(session_id=session.id, now=stalled_until) == 0
 
-    second = presence.current_worker_id(now=stalled_until)
+    second = presence.current_lease_id(now=stalled_until)
 
     assert second == first
-    worker = Worker.objects.get(pk=first)
+    worker = ProcessLease.objects.get(pk=first)
     assert worker.stopped_at is None
     assert worker.lease_expires_at > stalled_until
     assert selectors.subscriber_count(session_id=session.id, now=stalled_until) == 1
@@ -96,9 +96,9 @@ def test_lapsed_own_lease_is_taken_back_with_the_subscriptions_a_sweep_removed(m
 def test_sweep_starts_the_idle_clock_when_the_lease_expired_not_later(make_session, settings):
     session, _ = make_session()
     start = utcnow()
-    dead = worker_register(role="web", now=start)
-    Subscription.objects.create(session=session, worker=dead, transport="ws")
-    presence.PROCESS.worker_id = None
+    dead = lease_register(role="web", now=start)
+    Subscription.objects.create(session=session, lease=dead, transport="ws")
+    presence.PROCESS.lease_id = None
 
     presence_sweep_once(now=start + timedelta(hours=1))
 
@@ -110,7 +110,7 @@ def test_graceful_stop_drops_this_process_subscriptions(make_session):
     session, _ = make_session()
     subscription_open(session=session, transport="ws")
 
-    presence.worker_stop()
+    presence.lease_stop()
 
     session.refresh_from_db()
     assert Subscription.objects.count() == 0

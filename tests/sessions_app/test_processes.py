@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sessions_app.clock import utcnow
-from sessions_app.models import Session, Worker
+from sessions_app.models import ProcessLease, Session
 from tests.processes import LinnetProcess, database_url_for_tests, free_port, migrate
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_worker_process_reaps_idle_sessions_and_stops_on_sigterm(make_session):
     try:
         worker.wait_for(lambda: Session.objects.get(pk=session.pk).state == "aborted", what="the reaper to end it")
         worker.wait_for(
-            lambda: "reap" in (Worker.objects.filter(role="worker").first() or Worker(passes={})).passes,
+            lambda: "reap" in (ProcessLease.objects.filter(role="worker").first() or ProcessLease(passes={})).passes,
             what="the reap pass to be recorded",
         )
     finally:
@@ -72,6 +72,6 @@ def test_worker_process_reaps_idle_sessions_and_stops_on_sigterm(make_session):
     assert code == 0, worker.output()
     session.refresh_from_db()
     assert session.error["code"] == "session_idle"
-    row = Worker.objects.get(role="worker")
+    row = ProcessLease.objects.get(role="worker")
     assert row.stopped_at is not None
     assert {"reap", "gc", "sweep"} <= set(row.passes)

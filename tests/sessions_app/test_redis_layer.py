@@ -7,11 +7,11 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels_redis.core import RedisChannelLayer
 
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-append = database_sync_to_async(event_append)
+append = database_sync_to_async(events_append_one)
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 
 from sessions_app.models import Subscription
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-append = database_sync_to_async(event_append)
+append = database_sync_to_async(events_append_one)
 
 
 class SseReader:

@@ -3,7 +3,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from sessions_app.models import Worker
+from sessions_app.models import ProcessLease
 from sessions_app.services.presence import PROCESS
 from sessions_app.worker import Loop, WorkerLoops, session_loops
 
@@ -25,11 +25,11 @@ async def test_each_loop_pass_is_recorded_on_the_worker_row_and_stop_runs_hooks(
     running = asyncio.create_task(worker.run())
     while not passes:
         await asyncio.sleep(0.01)
-    row_id = PROCESS.worker_id
+    row_id = PROCESS.lease_id
     await worker.stop()
     await running
 
-    row = await database_sync_to_async(Worker.objects.get)(pk=row_id)
+    row = await database_sync_to_async(ProcessLease.objects.get)(pk=row_id)
     assert {"reap", "gc", "sweep", "probe"} <= set(row.passes)
     assert row.passes["probe"]["count"] == 7
     # The interval goes with the pass: the live console tells a lagging loop by it.

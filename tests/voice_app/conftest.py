@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from sessions_app import selectors
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from tests.processes import LinnetProcess, free_port
 from voice_app import sidecar
 from voice_app.annotation import tone_annotation
@@ -67,7 +67,7 @@ def tone_data(label: str = "tense", *, confidence: float = 0.71, start: float = 
 
 def log_tone(session_id, **tone) -> int:
     """Append a `tone` event through the one event-log service; returns its seq."""
-    return event_append(session_id=session_id, type="tone", data=tone_data(**tone)).seq
+    return events_append_one(session_id=session_id, type="tone", data=tone_data(**tone)).seq
 
 
 def wav_pcm(name: str, *, seconds: float | None = None) -> bytes:

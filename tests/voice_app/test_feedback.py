@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from sessions_app.models import Event, Session
-from sessions_app.services.events import event_append
+from sessions_app.services.events import events_append_one
 from tests.voice_app.conftest import log_tone, tone_data
 from voice_app import errors
 from voice_app.annotation import TONE_LABELS
@@ -96,7 +96,7 @@ def test_feedback_on_each_tone_is_its_own_row(client):
 
 def test_a_seq_that_is_not_a_tone_of_this_session_is_404_event_not_found(client):
     session = create(client)
-    silence = event_append(session_id=session["id"], type="queue", data={"label": "silence"}).seq
+    silence = events_append_one(session_id=session["id"], type="queue", data={"label": "silence"}).seq
     log_tone(session["id"])
     last_seq = Session.objects.get(pk=session["id"]).last_seq
 

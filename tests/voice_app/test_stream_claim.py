@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 
 from sessions_app.clock import utcnow
-from sessions_app.models import Worker
+from sessions_app.models import ProcessLease
 from sessions_app.services.sessions import session_open
 from voice_app.models import AudioStream
 from voice_app.services import audio_stream_close, audio_stream_open
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def other_process_stream(session, *, lease_left_s: float, stopped: bool = False) -> AudioStream:
     """An open stream held by another server process whose lease ends `lease_left_s` from now."""
     now = utcnow()
-    worker = Worker.objects.create(
+    worker = ProcessLease.objects.create(
         id=f"other-host-4242-{lease_left_s}",
         role="web",
         hostname="other-host",
@@ -29,7 +29,7 @@ def other_process_stream(session, *, lease_left_s: float, stopped: bool = False)
         lease_expires_at=now + timedelta(seconds=lease_left_s),
         stopped_at=now if stopped else None,
     )
-    return AudioStream.objects.create(session=session, worker=worker, opened_at=now, allocation_id="")
+    return AudioStream.objects.create(session=session, lease=worker, opened_at=now, allocation_id="")
 
 
 async def test_a_stream_held_by_another_live_process_refuses_a_second_with_4409(audio_client):
@@ -62,9 +62,9 @@ async def test_a_stream_of_a_dead_process_is_taken_over(audio_client, stopped):
 def test_the_database_refuses_two_open_streams_of_one_session():
     session, _ = session_open()
     audio_stream_open(session=session)
-    worker_id = AudioStream.objects.get(session=session).worker_id
+    lease_id = AudioStream.objects.get(session=session).lease_id
     with pytest.raises(IntegrityError), transaction.atomic():
-        AudioStream.objects.create(session=session, worker_id=worker_id, opened_at=utcnow())
+        AudioStream.objects.create(session=session, lease_id=lease_id, opened_at=utcnow())
 
 
 def test_closing_is_idempotent_and_keeps_the_first_totals():
