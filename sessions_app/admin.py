@@ -11,6 +11,7 @@ from django.utils.timesince import timesince
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.models import TERMINAL_STATES, Event, ProcessLease, Session, Subscription, lease_alive_q
+from sessions_app.selectors import sessions_idleness
 from sessions_app.services.sessions import session_abort, session_end
 
 
@@ -74,7 +75,9 @@ class SessionAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         now = utcnow()
         live = lease_alive_q(now=now, via="subscriptions__lease__")
-        return super().get_queryset(request).annotate(live_subscribers=Count("subscriptions", filter=live))
+        sessions = super().get_queryset(request).annotate(live_subscribers=Count("subscriptions", filter=live))
+        # The reaper's own rule, so "idle for" says what the reaper will act on.
+        return sessions_idleness(sessions, now=now)
 
     @admin.display(description="id", ordering="id")
     def short_id(self, obj: Session) -> str:
@@ -89,11 +92,11 @@ class SessionAdmin(admin.ModelAdmin):
     def subscribers(self, obj: Session) -> int:
         return obj.live_subscribers
 
-    @admin.display(description="idle for")
+    @admin.display(description="idle for", ordering="idle_since")
     def idle_for(self, obj: Session) -> str:
-        if obj.is_terminal or obj.live_subscribers:
+        if obj.is_terminal or obj.busy:
             return "—"
-        return timesince(obj.last_subscriber_left_at or obj.created_at, timezone.now())
+        return timesince(obj.idle_since, timezone.now())
 
     @admin.display(description="heartbeat age", ordering="last_heartbeat_at")
     def heartbeat_age(self, obj: Session) -> str:

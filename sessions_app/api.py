@@ -17,8 +17,7 @@ from ninja.errors import ValidationError
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from agents_app.selectors import messages_json
-from sessions_app import errors, selectors
+from sessions_app import errors, plugins, selectors
 from sessions_app.consumers import parse_after
 from sessions_app.errors import LinnetError
 from sessions_app.models import Session
@@ -30,9 +29,9 @@ from sessions_app.schemas import (
     SessionCreateIn,
     SessionOut,
 )
-from sessions_app.services import presence, sessions
+from sessions_app.services import sessions
 from sessions_app.services.events import LAYER_EVENTS
-from sessions_app.streaming import EventCursor
+from sessions_app.streaming import EventCursor, session_subscription
 
 router = Router(tags=["sessions"])
 
@@ -160,7 +159,7 @@ def session_export(request: HttpRequest, session_id: str):
     session = authorized_session(request, session_id)
     body = {
         "session": selectors.session_json(session),
-        "messages": messages_json(session=session),
+        **{name: build(session) for name, build in plugins.export_sections().items()},
         "events": list(selectors.events_iter(session_id=session.id)),
     }
     response = JsonResponse(body)
@@ -194,14 +193,8 @@ async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
     """Replay, then live, with a `: ping` comment every SSE_PING_INTERVAL_S."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.group_add(session.group_name, channel)
     cursor = EventCursor(session.id, after)
-    subscription_id = None
-    try:
-        if not session.is_terminal:
-            await presence.lease_keepalive_start()
-            subscription_id = await database_sync_to_async(presence.subscription_open)(session=session, transport="sse")
-            await database_sync_to_async(sessions.session_activate)(session=session)
+    async with session_subscription(session, layer=layer, channel=channel, transport="sse"):
         yield "retry: 2000\n\n"
         async for page in cursor.replay():
             yield "".join(sse_frame(envelope) for envelope in page)
@@ -219,8 +212,3 @@ async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
                 admitted = await cursor.admit(message["events"])
                 if admitted:
                     yield "".join(sse_frame(envelope) for envelope in admitted)
-    finally:
-        # Presence first: a layer error below must not leave a subscriber counted forever.
-        if subscription_id is not None:
-            await database_sync_to_async(presence.subscription_close)(subscription_id=subscription_id)
-        await layer.group_discard(session.group_name, channel)

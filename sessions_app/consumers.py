@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 from collections import deque
+from contextlib import AsyncExitStack
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from sessions_app import errors
 from sessions_app.errors import LinnetError
-from sessions_app.services import presence, sessions
+from sessions_app.services import sessions
 from sessions_app.sockets import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_MALFORMED,
@@ -20,13 +21,10 @@ from sessions_app.sockets import (
     CLOSE_TOO_FAST,
     SessionSocketConsumer,
 )
-from sessions_app.streaming import EventCursor
+from sessions_app.streaming import EventCursor, session_subscription
 
 logger = logging.getLogger(__name__)
 
-_subscription_open = database_sync_to_async(presence.subscription_open)
-_subscription_close = database_sync_to_async(presence.subscription_close)
-_session_activate = database_sync_to_async(sessions.session_activate)
 _session_heartbeat = database_sync_to_async(sessions.session_heartbeat)
 _session_input = database_sync_to_async(sessions.session_input)
 
@@ -48,7 +46,7 @@ class EventsConsumer(SessionSocketConsumer):
     endpoint = "events"
 
     async def connect(self) -> None:
-        self.subscription_id: int | None = None
+        self.subscription = AsyncExitStack()
         self.delivery: asyncio.Task | None = None
         self.live: deque[list[dict]] = deque()
         self.live_pending = 0
@@ -66,13 +64,10 @@ class EventsConsumer(SessionSocketConsumer):
             return
         self.session = session
         self.cursor = EventCursor(session.id, after)
-        # Join before reading the log: whatever is published from here on is buffered.
-        await self.channel_layer.group_add(session.group_name, self.channel_name)
-        self.joined = True
-        if not session.is_terminal:
-            await presence.lease_keepalive_start()
-            self.subscription_id = await _subscription_open(session=session, transport="ws")
-            await _session_activate(session=session)
+        # Held from here until disconnect(), which closes it whatever happened in between.
+        await self.subscription.enter_async_context(
+            session_subscription(session, layer=self.channel_layer, channel=self.channel_name, transport="ws")
+        )
         self.delivery = asyncio.get_running_loop().create_task(self.deliver())
 
     async def deliver(self) -> None:
@@ -173,9 +168,4 @@ class EventsConsumer(SessionSocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.stop_delivery()
-        # Presence first: a layer error below must not leave a subscriber counted forever.
-        if self.subscription_id is not None:
-            subscription_id, self.subscription_id = self.subscription_id, None
-            await _subscription_close(subscription_id=subscription_id)
-        if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
+        await self.subscription.aclose()

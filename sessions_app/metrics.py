@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 
+from sessions_app import plugins
+
 # `*_created` series only add noise for counters that live as long as the process.
 disable_created_metrics()
 
@@ -55,10 +57,13 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "linnet_subscribers_live", "Live event-stream subscriptions.", value=selectors.live_subscription_count()
         )
-        yield GaugeMetricFamily(
-            "linnet_audio_streams_open", "Audio streams attached now.", value=selectors.audio_stream_count()
-        )
-        runs = GaugeMetricFamily("linnet_runs", "Agent runs by status.", labels=["status"])
-        for status, count in selectors.run_counts_by_status().items():
-            runs.add_metric([status], count)
-        yield runs
+        values = selectors.gauges_read()
+        for gauge in plugins.gauges():
+            value = values[gauge.key]
+            if gauge.label is None:
+                yield GaugeMetricFamily(gauge.metric, gauge.help, value=value)
+                continue
+            family = GaugeMetricFamily(gauge.metric, gauge.help, labels=[gauge.label])
+            for label, count in value.items():
+                family.add_metric([label], count)
+            yield family

@@ -6,16 +6,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import Count
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
 
-from agents_app.models import IN_FLIGHT_RUN_STATUSES, Run
-from sessions_app import errors
+from sessions_app import errors, plugins
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
-from sessions_app.models import ENVELOPE_FIELDS, Event, Session, event_envelope, lease_alive_q
+from sessions_app.models import ENVELOPE_FIELDS, Event, Session, event_envelope
 from sessions_app.services.presence import live_subscriptions
 from sessions_app.tokens import token_matches
-from voice_app.models import AudioStream
 
 EVENT_PAGE = 500
 
@@ -55,19 +54,34 @@ def live_subscription_count(*, now: datetime | None = None) -> int:
     return live_subscriptions(now or utcnow()).count()
 
 
-def audio_stream_count(*, now: datetime | None = None) -> int:
+def sessions_idleness(sessions: QuerySet[Session], *, now: datetime) -> QuerySet[Session]:
+    """Annotate `busy` and `idle_since`: the one statement of when a session is idle.
+
+    A session is busy while it has a live subscriber or a registered keep-alive holds it (a
+    run in flight, an attached audio stream). Its idle clock starts at the latest of its
+    creation, its last subscriber leaving and each keep-alive's last end; `idle_since` means
+    something only when `busy` is false.
+    """
+    holds = [Exists(live_subscriptions(now).filter(session_id=OuterRef("pk")))]
+    ends = [Coalesce("last_subscriber_left_at", "created_at")]
+    for keep_alive in plugins.keep_alives():
+        rows = keep_alive.rows().filter(session_id=OuterRef("pk"))
+        holds.append(Exists(rows.filter(keep_alive.busy(now))))
+        last_end = rows.order_by().values("session_id").annotate(last=Max(keep_alive.ended_field)).values("last")
+        ends.append(Coalesce(Subquery(last_end[:1]), "created_at"))
+    busy = Q()
+    for hold in holds:
+        busy |= Q(hold)
+    return sessions.annotate(
+        busy=ExpressionWrapper(busy, output_field=BooleanField()),
+        idle_since=Greatest("created_at", *ends),
+    )
+
+
+def gauges_read(*, now: datetime | None = None) -> dict[str, int | dict[str, int]]:
+    """Every registered gauge's current value, by key."""
     now = now or utcnow()
-    return AudioStream.objects.filter(lease_alive_q(now=now, via="lease__"), closed_at__isnull=True).count()
-
-
-def run_counts_by_status() -> dict[str, int]:
-    rows = Run.objects.values("status").annotate(n=Count("id")).order_by()
-    return {row["status"]: row["n"] for row in rows}
-
-
-def run_in_flight_count(*, counts_by_status: dict[str, int]) -> int:
-    """Runs queued, running or waiting for input, out of `run_counts_by_status()`."""
-    return sum(n for status, n in counts_by_status.items() if status in IN_FLIGHT_RUN_STATUSES)
+    return {gauge.key: gauge.read(now) for gauge in plugins.gauges()}
 
 
 def session_counts_by_state() -> dict[str, int]:

@@ -99,18 +99,16 @@ def console_snapshot(*, sampler: ConsoleSampler, now: datetime | None = None, re
 def _snapshot_read(*, sampler: ConsoleSampler, now: datetime) -> dict:
     max_event_id = Event.objects.aggregate(max_id=Max("id"))["max_id"] or 0
     by_state = selectors.session_counts_by_state()
-    runs_by_status = selectors.run_counts_by_status()
-    workers = ProcessLease.objects.order_by(F("stopped_at").desc(nulls_first=True), "-started_at")[:PROCESS_LIMIT]
+    leases = ProcessLease.objects.order_by(F("stopped_at").desc(nulls_first=True), "-started_at")[:PROCESS_LIMIT]
     return {
         "type": "snapshot",
         "at": now.isoformat(),
         "sessions_by_state": {state: by_state.get(state, 0) for state in SessionState.values},
         "events_per_second": sampler.events_per_second(at=now, max_event_id=max_event_id),
-        "audio_streams": selectors.audio_stream_count(now=now),
         "subscribers": selectors.live_subscription_count(now=now),
-        "runs_by_status": runs_by_status,
-        "runs_in_flight": selectors.run_in_flight_count(counts_by_status=runs_by_status),
-        "processes": [process_json(worker, now=now) for worker in workers],
+        # What the other apps registered: audio streams, runs by status, runs in flight.
+        **selectors.gauges_read(now=now),
+        "processes": [process_json(lease, now=now) for lease in leases],
     }
 
 

@@ -1,4 +1,7 @@
-"""The replay/live merge every event stream (WebSocket or SSE) shares.
+"""What every event stream (WebSocket or SSE) shares: the subscription and the replay/live merge.
+
+`session_subscription` is the one way in and out: join the session's group, count the
+subscriber, activate the session, and undo all of it on every way out.
 
 A subscriber joins the session's group *before* reading the log, so nothing published
 while it replays is missed; the cursor then drops what replay already delivered and reads
@@ -10,12 +13,46 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer
 
 from sessions_app import selectors
+from sessions_app.models import Session
+from sessions_app.services import presence, sessions
 
 _events_after = database_sync_to_async(selectors.events_after)
+_subscription_open = database_sync_to_async(presence.subscription_open)
+_subscription_close = database_sync_to_async(presence.subscription_close)
+_session_activate = database_sync_to_async(sessions.session_activate)
+
+
+@asynccontextmanager
+async def session_subscription(
+    session: Session, *, layer: BaseChannelLayer, channel: str, transport: str
+) -> AsyncIterator[None]:
+    """Subscribe `channel` to a session's events for the duration of the block.
+
+    1. Join the session's group first, so whatever is published from here on is buffered
+       while the log is replayed.
+    2. For a live session: keep this process's lease renewed, open the subscription row
+       (the subscriber count) and activate the session (pending → running).
+    3. On the way out, however it comes: close the subscription row before leaving the
+       group, so a failing layer cannot leave a subscriber counted forever.
+    """
+    await layer.group_add(session.group_name, channel)
+    subscription_id = None
+    try:
+        if not session.is_terminal:
+            await presence.lease_keepalive_start()
+            subscription_id = await _subscription_open(session=session, transport=transport)
+            await _session_activate(session=session)
+        yield
+    finally:
+        if subscription_id is not None:
+            await _subscription_close(subscription_id=subscription_id)
+        await layer.group_discard(session.group_name, channel)
 
 
 class EventCursor:

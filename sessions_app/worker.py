@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from sessions_app import metrics
+from sessions_app import metrics, plugins
 from sessions_app.services import presence
 from sessions_app.services.lifecycle import gc_once, reap_once
 from sessions_app.services.presence import presence_sweep_once
@@ -65,9 +65,8 @@ def session_loops() -> list[Loop]:
 
 
 def all_loops() -> list[Loop]:
-    from agents_app.worker import agent_loops
-
-    return [*session_loops(), *agent_loops()]
+    """The core's loops and every loop another app registered."""
+    return [*session_loops(), *(loop for factory in plugins.worker_loop_factories() for loop in factory())]
 
 
 class WorkerLoops:

@@ -6,4 +6,6 @@ class VoiceAppConfig(AppConfig):
     verbose_name = "Voice"
 
     def ready(self) -> None:
-        from voice_app import receivers  # noqa: F401 - connects the signal receivers
+        from voice_app.plugins import plug_in
+
+        plug_in()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from django.dispatch import receiver
-
 from sessions_app.models import Session
-from sessions_app.signals import session_ended
 from voice_app.services import audio_allocations_release_for_session
 
 
-@receiver(session_ended, sender=Session, dispatch_uid="voice_release_allocations_on_session_end")
 def release_allocations_on_session_end(sender, *, session: Session, **kwargs) -> None:
     # Sent inside the ending transaction: the release is claimed here and sent after commit,
     # whichever process holds the audio stream (or none, if it was killed).

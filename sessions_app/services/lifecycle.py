@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import QuerySet
 from django.db.models.functions import Coalesce, Greatest
 
-from agents_app.models import IN_FLIGHT_RUN_STATUSES, Run
 from sessions_app import errors
 from sessions_app.clock import utcnow
 from sessions_app.models import TERMINAL_STATES, Session, SessionState
-from sessions_app.services.presence import live_subscriptions, presence_sweep_once
+from sessions_app.selectors import sessions_idleness
+from sessions_app.services.presence import presence_sweep_once
 from sessions_app.services.sessions import session_transition
 
 logger = logging.getLogger(__name__)
@@ -23,10 +23,11 @@ logger = logging.getLogger(__name__)
 def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
     """End as `aborted`/`session_idle` every live session idle for more than SESSION_IDLE_TTL_S.
 
-    Idle means: no live subscription (an audio producer does not count) and no run in
-    flight; the idle clock starts at the latest of creation, the last subscriber leaving,
-    and the last run ending. At most `limit` sessions are looked at. Returns how many
-    sessions were reaped.
+    Idle means: nothing holds it (no live subscription, and no keep-alive another app
+    registered: a run in flight, an attached audio stream); the idle clock starts at the
+    latest of creation, the last subscriber leaving and each keep-alive's last end
+    (`selectors.sessions_idleness`). At most `limit` sessions are looked at. Returns how
+    many sessions were reaped.
     """
     now = now or utcnow()
     # Subscriptions of dead processes must have left (at their lease's expiry) before
@@ -36,35 +37,21 @@ def reap_once(*, now: datetime | None = None, limit: int | None = None) -> int:
 
 
 def idle_sessions(now: datetime) -> QuerySet[Session]:
-    """Live sessions with no live subscriber and no run in flight for over SESSION_IDLE_TTL_S."""
+    """Live sessions nothing has held for over SESSION_IDLE_TTL_S."""
     cutoff = now - timedelta(seconds=settings.SESSION_IDLE_TTL_S)
-    return (
-        Session.objects.exclude(state__in=TERMINAL_STATES)
-        .filter(created_at__lt=cutoff)
-        .filter(~Exists(live_subscriptions(now).filter(session_id=OuterRef("pk"))))
-        .filter(~Exists(Run.objects.filter(session_id=OuterRef("pk"), status__in=IN_FLIGHT_RUN_STATUSES)))
-        .annotate(last_run_ended_at=Max("runs__ended_at"))
-        .annotate(
-            idle_since=Greatest(
-                "created_at",
-                Coalesce("last_subscriber_left_at", "created_at"),
-                Coalesce("last_run_ended_at", "created_at"),
-            )
-        )
-        .filter(idle_since__lt=cutoff)
-        .order_by("created_at")
-    )
+    live = Session.objects.exclude(state__in=TERMINAL_STATES).filter(created_at__lt=cutoff)
+    return sessions_idleness(live, now=now).filter(busy=False, idle_since__lt=cutoff).order_by("created_at")
 
 
 def _abort_each(candidates: QuerySet[Session], *, code: str, now: datetime, limit: int | None) -> int:
     """Abort up to `limit` of the candidates, each only if it still qualifies; returns how many."""
-    aborted = sum(_abort_if_still(candidates, session, code, now) for session in candidates[:limit])
+    aborted = sum(_abort_if_still_candidate(candidates, session, code, now) for session in candidates[:limit])
     if aborted:
         logger.info("aborted %d session(s) with %s", aborted, code)
     return aborted
 
 
-def _abort_if_still(candidates: QuerySet[Session], session: Session, code: str, now: datetime) -> bool:
+def _abort_if_still_candidate(candidates: QuerySet[Session], session: Session, code: str, now: datetime) -> bool:
     """Abort `session` if, under its row lock, it still is one of `candidates`.
 
     The pass read its candidates without locks; a subscriber, a run or an input may have

@@ -2,7 +2,6 @@ from datetime import timedelta
 
 import pytest
 
-from agents_app.models import Run, RunStatus
 from sessions_app.clock import utcnow
 from sessions_app.models import Event, ProcessLease, Session, SessionState, Subscription
 from sessions_app.services.lifecycle import gc_once, reap_once
@@ -80,28 +79,6 @@ def test_subscription_of_dead_process_does_not_spare_the_session(make_session, s
     assert ended_as(session) == ("aborted", "session_idle")
 
 
-@pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.INPUT_REQUIRED])
-def test_session_with_run_in_flight_is_spared(make_session, status):
-    session = aged(make_session(kind="agent")[0], 100_000)
-    Run.objects.create(session=session, agent="notes", input="", status=status)
-
-    assert reap_once() == 0
-    assert ended_as(session)[0] == "pending"
-
-
-def test_idle_clock_starts_when_the_run_finishes(make_session, settings):
-    session = aged(make_session(kind="agent")[0], 100_000)
-    now = utcnow()
-    ttl = settings.SESSION_IDLE_TTL_S
-    Run.objects.create(
-        session=session, agent="notes", status=RunStatus.DONE, ended_at=now - timedelta(seconds=ttl - 10)
-    )
-
-    assert reap_once(now=now) == 0
-    assert reap_once(now=now + timedelta(seconds=11)) == 1
-    assert ended_as(session) == ("aborted", "session_idle")
-
-
 def test_ended_sessions_are_never_reaped_again(make_session):
     session = aged(make_session()[0], 100_000)
     session_transition(session=session, to=SessionState.FAILED, error={"code": "x", "message": "y"})
@@ -159,7 +136,7 @@ def test_gc_ignores_sessions_not_waiting_for_input(make_session, settings):
 
 
 def test_reaper_spares_a_session_that_gained_a_subscriber_after_the_pass_read_it(make_session, settings):
-    from sessions_app.services.lifecycle import _abort_if_still, idle_sessions
+    from sessions_app.services.lifecycle import _abort_if_still_candidate, idle_sessions
 
     session = aged(make_session()[0], settings.SESSION_IDLE_TTL_S * 10)
     now = utcnow()
@@ -168,24 +145,12 @@ def test_reaper_spares_a_session_that_gained_a_subscriber_after_the_pass_read_it
 
     subscription_open(session=session, transport="ws", now=now)
 
-    assert _abort_if_still(candidates, session, "session_idle", now) is False
+    assert _abort_if_still_candidate(candidates, session, "session_idle", now) is False
     assert ended_as(session) == ("pending", None)
 
 
-def test_reaper_spares_a_session_whose_run_was_queued_after_the_pass_read_it(make_session, settings):
-    from sessions_app.services.lifecycle import _abort_if_still, idle_sessions
-
-    session = aged(make_session(kind="agent")[0], settings.SESSION_IDLE_TTL_S * 10)
-    now = utcnow()
-    candidates = idle_sessions(now)
-    list(candidates)
-    Run.objects.create(session=session, agent="notes", status=RunStatus.QUEUED)
-
-    assert _abort_if_still(candidates, session, "session_idle", now) is False
-
-
 def test_gc_spares_a_session_answered_after_the_pass_read_it(make_session, settings):
-    from sessions_app.services.lifecycle import _abort_if_still, abandoned_sessions
+    from sessions_app.services.lifecycle import _abort_if_still_candidate, abandoned_sessions
     from sessions_app.services.sessions import session_input
 
     session = waiting_for_input(make_session)
@@ -195,7 +160,7 @@ def test_gc_spares_a_session_answered_after_the_pass_read_it(make_session, setti
 
     session_input(session=session, input={"focus": "all"}, now=later)
 
-    assert _abort_if_still(candidates, session, "session_abandoned", later) is False
+    assert _abort_if_still_candidate(candidates, session, "session_abandoned", later) is False
     assert ended_as(session) == ("running", None)
 
 

@@ -11,9 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from linnet_site.config import BASE_DIR
-
-PASSWORD_FILE = BASE_DIR / ".dev-admin-password"
+PASSWORD_FILE = settings.BASE_DIR / ".dev-admin-password"
 USERNAME = "admin"
 
 

@@ -33,11 +33,11 @@ class Command(BaseCommand):
             # reads the manifest once) is built. Unchanged files are skipped.
             call_command("collectstatic", interactive=False, verbosity=0)
         # daphne.server installs Twisted's asyncio reactor; it must be imported before the reactor.
+        from channels.routing import get_default_application
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
         from twisted.internet import defer, reactor
 
-        from linnet_site.asgi import application
         from sessions_app.worker import WorkerLoops, all_loops
 
         presence.PROCESS.role = "web" if no_worker else "serve"
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         reactor.callWhenRunning(start_worker)
         reactor.addSystemEventTrigger("before", "shutdown", stop_worker)
         Server(
-            application=application,
+            application=get_default_application(),
             endpoints=build_endpoint_description_strings(host=host, port=port),
             signal_handlers=True,
             action_logger=None,
