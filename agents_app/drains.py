@@ -21,19 +21,21 @@ from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 
-from agents_app import conf, errors, selectors, services
+from agents_app import errors, selectors
 from agents_app.agents import AGENTS
 from agents_app.agents.base import AgentError, AgentItem, Delta, InputRequest, Phase
 from agents_app.models import Run, RunStatus
+from agents_app.services import draining, wakeups
 from sessions_app.services import presence
 
 logger = logging.getLogger(__name__)
 
 _agent_context = database_sync_to_async(selectors.agent_context)
-_run_claim = database_sync_to_async(services.run_claim)
-_run_progress = database_sync_to_async(services.run_progress)
-_run_finish = database_sync_to_async(services.run_finish)
+_run_claim = database_sync_to_async(draining.run_claim)
+_run_progress = database_sync_to_async(draining.run_progress)
+_run_finish = database_sync_to_async(draining.run_finish)
 _current_worker_id = database_sync_to_async(presence.current_lease_id)
 
 Ending = tuple[str, dict | None]
@@ -104,7 +106,7 @@ class RunDrain:
                 if self.buffered_since is None:
                     self.buffered_since = time.monotonic()
                     self.changed.set()
-                if not isinstance(item, Delta) or len(self.buffer) >= conf.delta_flush_max():
+                if not isinstance(item, Delta) or len(self.buffer) >= settings.AGENT_DELTA_FLUSH_MAX:
                     # Status changes and questions go out at once; a full buffer makes a fast agent wait.
                     self.written.clear()
                     self.changed.set()
@@ -123,8 +125,8 @@ class RunDrain:
         return (
             self.outcome is not None
             or not isinstance(self.buffer[-1], Delta)
-            or len(self.buffer) >= conf.delta_flush_max()
-            or now - self.buffered_since >= conf.delta_flush_s()
+            or len(self.buffer) >= settings.AGENT_DELTA_FLUSH_MAX
+            or now - self.buffered_since >= settings.AGENT_DELTA_FLUSH_S
         )
 
     def _take(self) -> list[AgentItem]:
@@ -136,13 +138,13 @@ class RunDrain:
 
     async def _control(self) -> Ending | None:
         """The drain's writer; returns how the run ends, or None when it is no longer this drain's."""
-        poll_s = conf.run_poll_s()
-        renew_s = conf.run_lease_ttl_s() / 4
+        poll_s = settings.AGENT_RUN_POLL_S
+        renew_s = settings.AGENT_RUN_LEASE_TTL_S / 4
         while True:
             now = time.monotonic()
             wait = self.polled_at + poll_s - now
             if self.buffered_since is not None:
-                wait = min(wait, self.buffered_since + conf.delta_flush_s() - now)
+                wait = min(wait, self.buffered_since + settings.AGENT_DELTA_FLUSH_S - now)
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.changed.wait(), timeout=wait)
@@ -227,7 +229,7 @@ class DrainPool:
             await self._listen()
             worker_id = self.worker_id or await _current_worker_id()
             claimed = 0
-            while not self.closing and len(self.drains) < conf.drain_concurrency():
+            while not self.closing and len(self.drains) < settings.AGENT_DRAIN_CONCURRENCY:
                 run = await _run_claim(worker_id=worker_id)
                 if run is None:
                     break
@@ -260,7 +262,7 @@ class DrainPool:
         drain.task = asyncio.get_running_loop().create_task(self._drain(drain), name=f"linnet-run-{run.id}")
 
     async def _drain(self, drain: RunDrain) -> None:
-        group = services.run_group_name(drain.run_id)
+        group = wakeups.run_group_name(drain.run_id)
         try:
             await self._layer("group_add", group)
             await drain.run()
@@ -287,7 +289,7 @@ class DrainPool:
             return
         try:
             self.channel = await layer.new_channel()
-            await layer.group_add(services.CLAIM_GROUP, self.channel)
+            await layer.group_add(wakeups.CLAIM_GROUP, self.channel)
         except Exception:
             logger.exception("joining the claim group failed; claiming by polling only")
             self.channel = None
@@ -300,12 +302,12 @@ class DrainPool:
                 message = await layer.receive(self.channel)
             except Exception:
                 logger.exception("receiving on the claim channel failed; retrying")
-                await asyncio.sleep(conf.claim_interval_s())
+                await asyncio.sleep(settings.AGENT_CLAIM_INTERVAL_S)
                 continue
             kind = message.get("type")
-            if kind == services.LAYER_RUNS_CLAIMABLE:
+            if kind == wakeups.LAYER_RUNS_CLAIMABLE:
                 self.request_claim()
-            elif kind == services.LAYER_RUN_CHANGED:
+            elif kind == wakeups.LAYER_RUN_CHANGED:
                 drain = self.drains.get(str(message.get("run_id")))
                 if drain is not None:
                     drain.poke()
@@ -332,13 +334,13 @@ class DrainPool:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self._layer("group_discard", services.CLAIM_GROUP)
+        await self._layer("group_discard", wakeups.CLAIM_GROUP)
         drains = list(self.drains.values())
         if not drains:
             return
         for drain in drains:
             drain.interrupt()
-        _, late = await asyncio.wait([d.task for d in drains], timeout=conf.shutdown_grace_s())
+        _, late = await asyncio.wait([d.task for d in drains], timeout=settings.AGENT_SHUTDOWN_GRACE_S)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)

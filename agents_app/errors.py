@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sessions_app.errors import error_json, messages_register
+from sessions_app.errors import ILLEGAL_TRANSITION, LinnetError, error_json, messages_register
 
 RUN_NOT_FOUND = "run_not_found"
 UNKNOWN_AGENT = "unknown_agent"
@@ -25,5 +25,17 @@ MESSAGES = {
 }
 
 messages_register(MESSAGES)
+
+
+class IllegalRunTransition(LinnetError):
+    """A status write along an edge RUN_TRANSITIONS does not have."""
+
+    status = 409
+
+    def __init__(self, from_status: str, to_status: str) -> None:
+        super().__init__(ILLEGAL_TRANSITION, f"A run cannot go from {from_status} to {to_status}.")
+        self.from_status = from_status
+        self.to_status = to_status
+
 
 __all__ = ["error_json"]

@@ -24,6 +24,22 @@ IN_FLIGHT_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStat
 DRAINING_RUN_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.INPUT_REQUIRED})
 FINISHED_RUN_STATUSES = frozenset({RunStatus.DONE, RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED})
 
+# The run state machine: every legal edge. Every status write goes through run_transition,
+# which checks it. A queued run is only ever claimed or stopped (no worker has it yet).
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.STOPPED}),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.INPUT_REQUIRED, RunStatus.DONE, RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED}
+    ),
+    RunStatus.INPUT_REQUIRED: frozenset(
+        {RunStatus.RUNNING, RunStatus.DONE, RunStatus.STOPPED, RunStatus.ERROR, RunStatus.INTERRUPTED}
+    ),
+    RunStatus.DONE: frozenset(),
+    RunStatus.STOPPED: frozenset(),
+    RunStatus.ERROR: frozenset(),
+    RunStatus.INTERRUPTED: frozenset(),
+}
+
 
 class Run(models.Model):
     """One agent generation in a session: `queued → running ⇄ input_required → finished`.
@@ -67,6 +83,9 @@ class Run(models.Model):
     @property
     def is_draining(self) -> bool:
         return self.status in DRAINING_RUN_STATUSES
+
+    def can_transition_to(self, to: str) -> bool:
+        return to in RUN_TRANSITIONS[self.status]
 
 
 class MessageRole(models.TextChoices):

@@ -6,7 +6,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 
-from agents_app import conf, errors
+from django.conf import settings
+
+from agents_app import errors
 from agents_app.agents import AGENT_EVENT_TYPES
 from agents_app.agents.base import AgentContext
 from agents_app.models import Message, Run
@@ -78,7 +80,7 @@ def agent_context(*, run_id: uuid.UUID | str, receive_input: Callable[[], Awaita
     events, left_out = agent_events(
         session_id=run.session_id,
         types=AGENT_EVENT_TYPES.get(run.agent, frozenset()),
-        limit=conf.context_max_events(),
+        limit=settings.AGENT_CONTEXT_MAX_EVENTS,
     )
     return AgentContext(
         run_id=run.id,

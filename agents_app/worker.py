@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 
-from agents_app import conf
 from agents_app.drains import DrainPool
 from agents_app.services import compact_once, run_expire_once
 from sessions_app.worker import Loop
@@ -27,11 +27,11 @@ def agent_loops() -> list[Loop]:
     return [
         Loop(
             "drain",
-            conf.claim_interval_s,
+            lambda: settings.AGENT_CLAIM_INTERVAL_S,
             pool.claim_once,
             on_shutdown=pool.shutdown,
             on_stop_requested=pool.stop_claiming,
         ),
-        Loop("run_expire", conf.expire_interval_s, _sync_pass(run_expire_once)),
-        Loop("compact", conf.compact_interval_s, _sync_pass(compact_once)),
+        Loop("run_expire", lambda: settings.AGENT_EXPIRE_INTERVAL_S, _sync_pass(run_expire_once)),
+        Loop("compact", lambda: settings.AGENT_COMPACT_INTERVAL_S, _sync_pass(compact_once)),
     ]

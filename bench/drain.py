@@ -22,8 +22,8 @@ import time
 from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from agents_app import conf
 from agents_app.agents import AGENTS
 from agents_app.agents.base import AgentContext, AgentItem, Delta
 from agents_app.drains import DrainPool
@@ -63,7 +63,7 @@ async def drain_once(run_id) -> float:
 
 async def appends_once(session_id, run_id, deltas: int) -> float:
     append = database_sync_to_async(events_append)
-    batch = conf.delta_flush_max()
+    batch = settings.AGENT_DELTA_FLUSH_MAX
     started = time.perf_counter()
     for start in range(0, deltas, batch):
         text = TOKEN * min(batch, deltas - start)
@@ -106,7 +106,7 @@ def run(ctx: BenchContext) -> list[Result]:
                 "drain_ms": drain_s * 1000,
                 "drain_writes": writes,
                 "baseline_ms": append_s * 1000,
-                "baseline_batch": conf.delta_flush_max(),
+                "baseline_batch": settings.AGENT_DELTA_FLUSH_MAX,
             },
         )
     ]

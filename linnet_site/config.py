@@ -1,6 +1,6 @@
 """Every Linnet setting, read once from the environment (and `.env`), typed and checked.
 
-Each setting is documented here and in the README; a bad value stops start-up with
+Each setting is documented here and in docs/configuration.md; a bad value stops start-up with
 an ImproperlyConfigured error that names the variable.
 """
 
@@ -43,6 +43,30 @@ class LinnetConfig:
     openai_base_url: str | None
     openai_api_key: str | None
     openai_model: str | None
+    # Agent runs: tuning an operator rarely needs to touch.
+    # How many runs one worker process drains at once.
+    agent_drain_concurrency: int
+    # How often a worker looks for queued runs; a queued-run layer message wakes it sooner.
+    agent_claim_interval_s: float
+    # A draining run whose lease is not renewed for this long is ended `interrupted`.
+    agent_run_lease_ttl_s: float
+    # How often a drain reads its run row for a stop or an input answer it was not told about.
+    agent_run_poll_s: float
+    # The longest a delta waits in the drain before it is stored and published.
+    agent_delta_flush_s: float
+    # Buffered items that force a write before AGENT_DELTA_FLUSH_S is up (and make the agent wait).
+    agent_delta_flush_max: int
+    # How often the worker ends runs whose lease lapsed, and compacts finished runs.
+    agent_expire_interval_s: float
+    agent_compact_interval_s: float
+    # On SIGTERM, how long drains get to save their partial before they are cut off.
+    agent_shutdown_grace_s: float
+    # The most session-log events a run reads at its start (the latest, of the types its agent reads).
+    agent_context_max_events: int
+    # The `notes` agent's pause between lines, so its notes read as they are written.
+    agent_notes_pace_s: float
+    # The `openai` agent's limit for connecting and for each wait on the upstream stream.
+    agent_openai_timeout_s: float
 
 
 def _read(env: environ.Env, name: str, cast: Any, default: Any) -> Any:
@@ -64,6 +88,16 @@ def _url_or_none(env: environ.Env, name: str) -> str | None:
         return None
     _check(name, value, value.startswith(("http://", "https://")), "an http(s):// URL")
     return value.rstrip("/")
+
+
+def _count(env: environ.Env, name: str, default: int) -> int:
+    value = _read(env, name, env.int, default)
+    return _check(name, value, value >= 1, "a whole number >= 1")
+
+
+def _seconds(env: environ.Env, name: str, default: float, *, zero_ok: bool = False) -> float:
+    value = _read(env, name, env.float, default)
+    return _check(name, value, value >= 0 if zero_ok else value > 0, "seconds >= 0" if zero_ok else "seconds > 0")
 
 
 def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: bool = True) -> LinnetConfig:
@@ -163,4 +197,16 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
         openai_base_url=_url_or_none(env, "OPENAI_BASE_URL"),
         openai_api_key=_read(env, "OPENAI_API_KEY", env.str, "") or None,
         openai_model=_read(env, "OPENAI_MODEL", env.str, "") or None,
+        agent_drain_concurrency=_count(env, "AGENT_DRAIN_CONCURRENCY", 8),
+        agent_claim_interval_s=_seconds(env, "AGENT_CLAIM_INTERVAL_S", 1.0),
+        agent_run_lease_ttl_s=_seconds(env, "AGENT_RUN_LEASE_TTL_S", 20.0),
+        agent_run_poll_s=_seconds(env, "AGENT_RUN_POLL_S", 0.25),
+        agent_delta_flush_s=_seconds(env, "AGENT_DELTA_FLUSH_S", 0.05, zero_ok=True),
+        agent_delta_flush_max=_count(env, "AGENT_DELTA_FLUSH_MAX", 64),
+        agent_expire_interval_s=_seconds(env, "AGENT_EXPIRE_INTERVAL_S", 5.0),
+        agent_compact_interval_s=_seconds(env, "AGENT_COMPACT_INTERVAL_S", 30.0),
+        agent_shutdown_grace_s=_seconds(env, "AGENT_SHUTDOWN_GRACE_S", 5.0, zero_ok=True),
+        agent_context_max_events=_count(env, "AGENT_CONTEXT_MAX_EVENTS", 10_000),
+        agent_notes_pace_s=_seconds(env, "AGENT_NOTES_PACE_S", 0.12, zero_ok=True),
+        agent_openai_timeout_s=_seconds(env, "AGENT_OPENAI_TIMEOUT_S", 60.0),
     )

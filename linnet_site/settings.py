@@ -143,6 +143,21 @@ OPENAI_BASE_URL = CONFIG.openai_base_url
 OPENAI_API_KEY = CONFIG.openai_api_key
 OPENAI_MODEL = CONFIG.openai_model
 
+# Agent runs: how drains claim, flush, poll and renew, and the built-in agents' pace and
+# timeout. Read at use (settings.AGENT_...), so tests override them with `settings`.
+AGENT_DRAIN_CONCURRENCY = CONFIG.agent_drain_concurrency
+AGENT_CLAIM_INTERVAL_S = CONFIG.agent_claim_interval_s
+AGENT_RUN_LEASE_TTL_S = CONFIG.agent_run_lease_ttl_s
+AGENT_RUN_POLL_S = CONFIG.agent_run_poll_s
+AGENT_DELTA_FLUSH_S = CONFIG.agent_delta_flush_s
+AGENT_DELTA_FLUSH_MAX = CONFIG.agent_delta_flush_max
+AGENT_EXPIRE_INTERVAL_S = CONFIG.agent_expire_interval_s
+AGENT_COMPACT_INTERVAL_S = CONFIG.agent_compact_interval_s
+AGENT_SHUTDOWN_GRACE_S = CONFIG.agent_shutdown_grace_s
+AGENT_CONTEXT_MAX_EVENTS = CONFIG.agent_context_max_events
+AGENT_NOTES_PACE_S = CONFIG.agent_notes_pace_s
+AGENT_OPENAI_TIMEOUT_S = CONFIG.agent_openai_timeout_s
+
 # Presence: a lease not renewed for PRESENCE_LEASE_TTL_S is expired and its subscriptions
 # stop counting; each process renews three times per TTL, and the sweep runs as often.
 PRESENCE_LEASE_TTL_S = CONFIG.presence_lease_ttl_s

@@ -29,7 +29,7 @@ class Loop:
     name: str
     interval_s: Callable[[], float]
     run_once: Callable[[], Awaitable[int]]
-    # Called once when the worker stops, after the loop's last pass (e.g. hand back runs).
+    # Called once when the worker stops, after the loop's last pass (e.g. interrupt the runs it drains).
     on_shutdown: Callable[[], Awaitable[None]] | None = None
     # Called at once when the worker is asked to stop, before other loops finish their pass.
     on_stop_requested: Callable[[], None] | None = None

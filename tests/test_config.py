@@ -1,7 +1,12 @@
+from dataclasses import fields
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from linnet_site.config import load_config
+from linnet_site import settings as site_settings
+from linnet_site.config import LinnetConfig, load_config
+
+AGENT_KNOBS = [field.name for field in fields(LinnetConfig) if field.name.startswith("agent_")]
 
 
 def test_defaults_work_on_a_fresh_machine():
@@ -16,6 +21,25 @@ def test_defaults_work_on_a_fresh_machine():
     assert (config.audio_idle_timeout_s, config.audio_max_frame_bytes) == (30.0, 65536)
     assert config.linnet_agent == "notes"
     assert config.presence_lease_ttl_s == 30
+
+
+def test_agent_knobs_have_their_documented_defaults():
+    config = load_config({})
+
+    assert {knob: getattr(config, knob) for knob in AGENT_KNOBS} == {
+        "agent_drain_concurrency": 8,
+        "agent_claim_interval_s": 1.0,
+        "agent_run_lease_ttl_s": 20.0,
+        "agent_run_poll_s": 0.25,
+        "agent_delta_flush_s": 0.05,
+        "agent_delta_flush_max": 64,
+        "agent_expire_interval_s": 5.0,
+        "agent_compact_interval_s": 30.0,
+        "agent_shutdown_grace_s": 5.0,
+        "agent_context_max_events": 10_000,
+        "agent_notes_pace_s": 0.12,
+        "agent_openai_timeout_s": 60.0,
+    }
 
 
 def test_reap_interval_follows_ttl_with_a_floor():
@@ -46,6 +70,19 @@ def test_production_refuses_to_start_without_secret_key():
         ("CF_VOICE_URL", "localhost:9000"),
         ("DATABASE_URL", "nosuchdb://x"),
         ("CSRF_TRUSTED_ORIGINS", "example.com"),
+        ("AGENT_DRAIN_CONCURRENCY", "0"),
+        ("AGENT_DRAIN_CONCURRENCY", "2.5"),
+        ("AGENT_CLAIM_INTERVAL_S", "0"),
+        ("AGENT_RUN_LEASE_TTL_S", "soon"),
+        ("AGENT_RUN_POLL_S", "-1"),
+        ("AGENT_DELTA_FLUSH_S", "-0.01"),
+        ("AGENT_DELTA_FLUSH_MAX", "0"),
+        ("AGENT_EXPIRE_INTERVAL_S", "0"),
+        ("AGENT_COMPACT_INTERVAL_S", "never"),
+        ("AGENT_SHUTDOWN_GRACE_S", "-1"),
+        ("AGENT_CONTEXT_MAX_EVENTS", "0"),
+        ("AGENT_NOTES_PACE_S", "-0.1"),
+        ("AGENT_OPENAI_TIMEOUT_S", "0"),
     ],
 )
 def test_bad_value_fails_fast_naming_the_variable(name, value):
@@ -71,3 +108,24 @@ def test_service_urls_and_agent_settings_are_read():
         "tiny",
         None,
     )
+
+
+def test_agent_knobs_are_read_typed_and_may_be_zero_where_that_means_no_wait():
+    config = load_config(
+        {
+            "AGENT_DRAIN_CONCURRENCY": "3",
+            "AGENT_RUN_LEASE_TTL_S": "7.5",
+            "AGENT_DELTA_FLUSH_S": "0",
+            "AGENT_SHUTDOWN_GRACE_S": "0",
+            "AGENT_NOTES_PACE_S": "0",
+        }
+    )
+
+    assert config.agent_drain_concurrency == 3 and isinstance(config.agent_drain_concurrency, int)
+    assert config.agent_run_lease_ttl_s == 7.5
+    assert (config.agent_delta_flush_s, config.agent_shutdown_grace_s, config.agent_notes_pace_s) == (0, 0, 0)
+
+
+def test_every_agent_knob_is_a_django_setting_of_the_same_name():
+    for knob in AGENT_KNOBS:
+        assert getattr(site_settings, knob.upper()) == getattr(site_settings.CONFIG, knob), knob

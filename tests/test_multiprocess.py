@@ -7,6 +7,7 @@ exactly once, and ending the session from either process must close every socket
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import uuid
@@ -21,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.processes import LinnetProcess, free_port, migrate
 from tests.services import require_service
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
@@ -60,12 +62,8 @@ async def collect_until_closed(url: str) -> tuple[list[dict], int]:
     return events, code
 
 
-async def wait_until(predicate, *, timeout: float = 30, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+# Processes start, sweep and reap on a scale of seconds: wait long, and poll their HTTP API gently.
+cluster_until = functools.partial(until, timeout=30, interval=0.1)
 
 
 async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run_once(cluster_env):
@@ -92,7 +90,7 @@ async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run
                 session = (await http.get(f"{b}/api/sessions/{session_id}", headers=auth)).json()
                 return session["subscribers"] == len(subscribers)
 
-            await wait_until(subscribed, what="every subscriber to count, whichever process holds it")
+            await cluster_until(subscribed, what="every subscriber to count, whichever process holds it")
 
             first = (
                 await http.post(f"{b}/api/sessions/{session_id}/runs", json={"input": "first"}, headers=auth)
@@ -105,7 +103,7 @@ async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run
                 session = (await http.get(f"{a}/api/sessions/{session_id}", headers=auth)).json()
                 return session["state"] == "input_required"
 
-            await wait_until(waiting_for_input, what="the notes agent to ask what to cover")
+            await cluster_until(waiting_for_input, what="the notes agent to ask what to cover")
             answer = {"input": {"focus": "the plan for next week"}}
             assert (
                 await http.post(f"{b}/api/sessions/{session_id}/input", json=answer, headers=auth)
@@ -115,7 +113,7 @@ async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run
                 run = (await http.get(f"{b}/api/sessions/{session_id}/runs/{second['id']}", headers=auth)).json()
                 return run["status"] == "done"
 
-            await wait_until(second_done, what="the second run to finish")
+            await cluster_until(second_done, what="the second run to finish")
             ended = (await http.delete(f"{b}/api/sessions/{session_id}", headers=auth)).json()
             received = await asyncio.wait_for(asyncio.gather(*subscribers), timeout=30)
             history = (await http.get(f"{a}/api/sessions/{session_id}/events?limit=1000", headers=auth)).json()
@@ -177,15 +175,17 @@ async def test_a_killed_web_process_loses_its_subscribers_and_the_session_is_sti
             async def subscribers(expected: int) -> bool:
                 return (await http.get(url, headers=auth)).json()["subscribers"] == expected
 
-            await wait_until(lambda: subscribers(2), what="both subscribers to count")
+            await cluster_until(functools.partial(subscribers, 2), what="both subscribers to count")
             doomed.kill()
             codes = await asyncio.wait_for(asyncio.gather(*listeners), timeout=10)
-            await wait_until(lambda: subscribers(0), what="the dead process's subscribers to stop counting")
+            await cluster_until(
+                functools.partial(subscribers, 0), what="the dead process's subscribers to stop counting"
+            )
 
             async def reaped() -> bool:
                 return (await http.get(url, headers=auth)).json()["state"] == "aborted"
 
-            await wait_until(reaped, what="the reaper to end the session nobody is watching")
+            await cluster_until(reaped, what="the reaper to end the session nobody is watching")
             session = (await http.get(url, headers=auth)).json()
 
     assert all(code != 1000 for code in codes)

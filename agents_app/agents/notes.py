@@ -14,7 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from agents_app import conf
+from django.conf import settings
+
 from agents_app.agents.base import AgentContext, AgentItem, Delta, InputField, InputRequest, Phase
 
 AUDIO_EVENT_TYPES = frozenset({"tone", "speaker", "transcript", "queue", "environ"})
@@ -274,7 +275,7 @@ def no_audio_lines(*, focus: str, request: str) -> list[str]:
 
 
 async def _paced(lines: list[str]) -> AsyncIterator[AgentItem]:
-    pace = conf.notes_pace_s()
+    pace = settings.AGENT_NOTES_PACE_S
     for index, line in enumerate(lines):
         if index and pace > 0:
             await asyncio.sleep(pace)

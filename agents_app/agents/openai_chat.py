@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import httpx
 from django.conf import settings
 
-from agents_app import conf, errors
+from agents_app import errors
 from agents_app.agents.base import AgentContext, AgentError, AgentItem, Delta, Phase
 
 SYSTEM_PROMPT = (
@@ -84,14 +84,14 @@ async def openai_agent(context: AgentContext) -> AsyncIterator[AgentItem]:
     url = completions_url(_required("OPENAI_BASE_URL"))
     model = _required("OPENAI_MODEL")
     headers = {"Accept": "text/event-stream"}
-    if getattr(settings, "OPENAI_API_KEY", None):
+    if settings.OPENAI_API_KEY:
         headers["Authorization"] = f"Bearer {settings.OPENAI_API_KEY}"
     body = {
         "model": model,
         "stream": True,
         "messages": [{"role": "system", "content": SYSTEM_PROMPT}, *context.messages],
     }
-    timeout_s = conf.openai_timeout_s()
+    timeout_s = settings.AGENT_OPENAI_TIMEOUT_S
     yield Phase("connecting")
     try:
         async with (

@@ -1,10 +1,13 @@
-"""Fixtures for runs: fast agent settings, a scriptable agent, drain pools, log and HTTP helpers."""
+"""Fixtures for runs: fast agent settings, a scriptable agent, drain pools, run set-up, log and HTTP helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +16,15 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from agents_app.agents import AGENTS
-from agents_app.agents.base import AgentContext, InputRequest
+from agents_app.agents.base import AgentContext, Delta, InputRequest
 from agents_app.drains import DrainPool
+from agents_app.models import Run
+from agents_app.services import run_claim_one, run_start
 from sessions_app import selectors
+from sessions_app.clock import utcnow
+from sessions_app.models import ProcessLease, Session
 from tests.conftest import Subscriber
+from tests.waiting import until
 
 
 @pytest.fixture(autouse=True)
@@ -97,6 +105,82 @@ async def pool(pools) -> DrainPool:
     return pools()
 
 
+def run_row(run_id: uuid.UUID | str) -> Run:
+    return Run.objects.get(pk=run_id)
+
+
+arun_row = database_sync_to_async(run_row)
+arun_start = database_sync_to_async(run_start)
+
+
+def worker_lease(worker_id: str = "w-1") -> str:
+    """A worker's process lease, live for the test, for runs to be claimed under; returns its id."""
+    now = utcnow()
+    ProcessLease.objects.get_or_create(
+        id=worker_id,
+        defaults={
+            "role": "worker",
+            "hostname": "test",
+            "pid": 1,
+            "started_at": now,
+            "lease_expires_at": now + timedelta(minutes=5),
+        },
+    )
+    return worker_id
+
+
+def claimed_run(session: Session, *, worker_id: str, input: str = "", agent: str = "notes") -> Run:
+    """Start a run in `session` and claim it for `worker_id`, with no drain: the test writes as the drain."""
+    run = run_start(session=session, input=input, agent=agent)
+    return run_claim_one(run_id=run.id, worker_id=worker_id)
+
+
+@dataclass
+class LiveRun:
+    """A scripted agent's run in its own agent session, being drained by the test's pool."""
+
+    agent: ScriptedAgent
+    session: Session
+    token: str
+    run: Run
+    pool: DrainPool
+    stored: str = ""
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.run.id
+
+    def row(self) -> Run:
+        return run_row(self.run.id)
+
+    async def stream(self, *texts: str) -> None:
+        """Have the agent yield these deltas and wait until the drain has stored them."""
+        self.agent.feed(*(Delta(text) for text in texts))
+        self.stored += "".join(texts)
+        await until(lambda: self.row().output == self.stored, what=f"the drain to store {self.stored!r}")
+
+    async def hold(self, *texts: str) -> None:
+        """Have the agent yield deltas the drain keeps unflushed (AGENT_DELTA_FLUSH_S set high) and wait for them."""
+        drain = self.pool.drains[str(self.run.id)]
+        self.agent.feed(*(Delta(text) for text in texts))
+        await until(lambda: len(drain.buffer) == len(texts), what=f"the drain to buffer {texts!r}")
+
+
+@pytest_asyncio.fixture
+async def live_run(amake_session, pool, scripted) -> Callable[..., Awaitable[LiveRun]]:
+    """Start a run of a scripted agent (registered as `agent`) in a new agent session; the pool claims it."""
+
+    async def start(agent: str = "scripted", *, claim: bool = True) -> LiveRun:
+        script = scripted(agent)
+        session, token = await amake_session(kind="agent")
+        run = await arun_start(session=session, input="go", agent=agent)
+        if claim:
+            await pool.claim_once()
+        return LiveRun(agent=script, session=session, token=token, run=run, pool=pool)
+
+    return start
+
+
 async def drained(pool: DrainPool, *, timeout: float = 10) -> None:
     """Wait until the pool has no drain and no claim under way."""
     async with asyncio.timeout(timeout):
@@ -107,20 +191,6 @@ async def drained(pool: DrainPool, *, timeout: float = 10) -> None:
             if not tasks:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def until(check: Callable[[], Any], *, timeout: float = 5, what: str = "the condition") -> Any:
-    """Poll a sync (ORM) check until it returns something truthy."""
-    read = database_sync_to_async(check)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                value = await read()
-                if value:
-                    return value
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def log(session_id, *types: str) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,21 +12,12 @@ from django.db import connection
 
 from agents_app.models import Run, RunStatus
 from agents_app.services import run_claim, run_claim_one, run_start, run_stop
-from sessions_app.clock import utcnow
-from sessions_app.models import Event, ProcessLease
+from sessions_app.models import Event
 from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_open
-from tests.agents_app.conftest import drained
+from tests.agents_app.conftest import drained, worker_lease
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _worker(worker_id: str) -> str:
-    now = utcnow()
-    ProcessLease.objects.create(
-        id=worker_id, role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(minutes=5)
-    )
-    return worker_id
 
 
 def _queued_runs(count: int) -> list[Run]:
@@ -41,7 +31,7 @@ def _queued_runs(count: int) -> list[Run]:
 
 
 def test_the_losing_claimer_of_a_run_gets_nothing():
-    first, second = _worker("w-1"), _worker("w-2")
+    first, second = worker_lease("w-1"), worker_lease("w-2")
     (run,) = _queued_runs(1)
 
     won = run_claim_one(run_id=run.id, worker_id=first)
@@ -54,7 +44,7 @@ def test_the_losing_claimer_of_a_run_gets_nothing():
 
 
 def test_two_claimers_racing_in_threads_never_claim_one_run_twice():
-    workers = [_worker("w-a"), _worker("w-b")]
+    workers = [worker_lease("w-a"), worker_lease("w-b")]
     runs = _queued_runs(30)
     start = threading.Barrier(len(workers))
     claims: dict[str, list] = {w: [] for w in workers}
@@ -82,7 +72,7 @@ def test_two_claimers_racing_in_threads_never_claim_one_run_twice():
 
 
 def test_a_run_stopped_after_a_claimer_saw_it_queued_is_not_claimed():
-    worker = _worker("w-1")
+    worker = worker_lease("w-1")
     (run,) = _queued_runs(1)
     run_stop(run=run)
 
@@ -92,7 +82,7 @@ def test_a_run_stopped_after_a_claimer_saw_it_queued_is_not_claimed():
 
 
 def test_a_queued_run_waits_while_another_run_of_its_session_drains():
-    worker = _worker("w-1")
+    worker = worker_lease("w-1")
     session, _ = session_open(kind="agent")
     first = run_start(session=session, input="", agent="notes")
     assert run_claim(worker_id=worker).id == first.id
@@ -107,8 +97,8 @@ def test_a_queued_run_waits_while_another_run_of_its_session_drains():
 async def test_two_drain_pools_drain_each_run_exactly_once(pools):
     runs = await database_sync_to_async(_queued_runs)(12)
     left, right = (
-        pools(worker_id=await database_sync_to_async(_worker)("w-left")),
-        pools(worker_id=await database_sync_to_async(_worker)("w-right")),
+        pools(worker_id=await database_sync_to_async(worker_lease)("w-left")),
+        pools(worker_id=await database_sync_to_async(worker_lease)("w-right")),
     )
 
     await asyncio.gather(left.claim_once(), right.claim_once(), left.claim_once(), right.claim_once())

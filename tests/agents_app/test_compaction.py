@@ -8,13 +8,12 @@ import pytest
 
 from agents_app.agents.base import Delta
 from agents_app.models import Run
-from agents_app.services import compact_once, run_claim, run_finish, run_progress, run_start
+from agents_app.services import compact_once, run_finish, run_progress
 from sessions_app.clock import utcnow
-from sessions_app.models import ProcessLease
 from sessions_app.services.events import events_append_one
 from sessions_app.services.presence import subscription_close, subscription_open
 from sessions_app.services.sessions import session_open
-from tests.agents_app.conftest import log
+from tests.agents_app.conftest import claimed_run, log, worker_lease
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,16 +27,11 @@ def grace(settings) -> int:
 
 @pytest.fixture
 def worker() -> str:
-    now = utcnow()
-    ProcessLease.objects.create(
-        id="w-1", role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(minutes=5)
-    )
-    return "w-1"
+    return worker_lease()
 
 
 def _drained_run(session, worker: str, *texts: str, finish: bool = True) -> Run:
-    run_start(session=session, input="", agent="notes")
-    run = run_claim(worker_id=worker)
+    run = claimed_run(session, worker_id=worker)
     for text in texts:
         run_progress(run_id=run.id, worker_id=worker, items=[Delta(text)], renew=False)
     if finish:

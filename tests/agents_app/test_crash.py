@@ -7,44 +7,34 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 
-from agents_app import services
 from agents_app.agents.base import Delta, InputField, InputRequest
 from agents_app.models import Message, Run, RunStatus
-from agents_app.services import run_claim, run_expire_once, run_progress, run_start
+from agents_app.services import maintenance, run_expire_once, run_progress
 from sessions_app.clock import utcnow
-from sessions_app.models import ProcessLease, Session
+from sessions_app.models import Session
 from sessions_app.services.sessions import session_open
-from tests.agents_app.conftest import alog, log, run_text, until
+from tests.agents_app.conftest import alog, arun_row, arun_start, claimed_run, log, run_row, run_text, worker_lease
+from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-_run_start = database_sync_to_async(run_start)
-
-
-def _run(run_id) -> Run:
-    return Run.objects.get(pk=run_id)
-
 
 def _claimed_run() -> Run:
-    now = utcnow()
-    ProcessLease.objects.create(
-        id="w-dead", role="worker", hostname="test", pid=1, started_at=now, lease_expires_at=now + timedelta(seconds=30)
-    )
+    """A run claimed by a worker that will write a little and then die."""
     session, _ = session_open(kind="agent")
-    run_start(session=session, input="go", agent="notes")
-    return run_claim(worker_id="w-dead")
+    return claimed_run(session, worker_id=worker_lease("w-dead"), input="go")
 
 
 def test_a_run_whose_lease_lapsed_ends_interrupted_with_its_partial():
     run = _claimed_run()
     run_progress(run_id=run.id, worker_id="w-dead", items=[Delta("stored "), Delta("so far")], renew=False)
-    lease = _run(run.id).lease_expires_at
+    lease = run_row(run.id).lease_expires_at
 
     assert run_expire_once(now=lease - timedelta(seconds=1)) == 0
-    assert _run(run.id).status == RunStatus.RUNNING
+    assert run_row(run.id).status == RunStatus.RUNNING
     assert run_expire_once(now=lease + timedelta(seconds=1)) == 1
 
-    ended = _run(run.id)
+    ended = run_row(run.id)
     assert ended.status == RunStatus.INTERRUPTED
     assert ended.error["code"] == "worker_lost"
     assert ended.ended_at == lease + timedelta(seconds=1)
@@ -62,17 +52,17 @@ def test_a_run_whose_lease_lapsed_ends_interrupted_with_its_partial():
 def test_a_lease_renewed_between_the_scan_and_the_lock_keeps_the_run(monkeypatch):
     run = _claimed_run()
     later = utcnow() + timedelta(minutes=5)
-    lock = services._lock
+    lock = maintenance.run_and_session_lock
 
     def renewed_first(run_id):
         # The drain renews just after the expiry pass listed the run as expired.
         Run.objects.filter(pk=run_id).update(lease_expires_at=later + timedelta(minutes=1))
         return lock(run_id)
 
-    monkeypatch.setattr(services, "_lock", renewed_first)
+    monkeypatch.setattr(maintenance, "run_and_session_lock", renewed_first)
 
     assert run_expire_once(now=later) == 0
-    assert _run(run.id).status == RunStatus.RUNNING
+    assert run_row(run.id).status == RunStatus.RUNNING
 
 
 def test_an_interrupted_run_that_waited_for_input_resumes_its_session():
@@ -85,52 +75,41 @@ def test_an_interrupted_run_that_waited_for_input_resumes_its_session():
 
     session = Session.objects.get(pk=run.session_id)
     assert session.state == "running" and session.pending_input is None
-    assert _run(run.id).status == RunStatus.INTERRUPTED
+    assert run_row(run.id).status == RunStatus.INTERRUPTED
 
 
-async def test_a_drain_whose_run_was_taken_over_lets_go_without_writing(amake_session, pool, scripted):
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("before"))
-    await until(lambda: _run(run.id).output == "before")
+async def test_a_drain_whose_run_was_taken_over_lets_go_without_writing(live_run, pool):
+    live = await live_run()
+    await live.stream("before")
 
     # Another worker decides this drain is dead (as after a long pause) and ends the run.
     assert await database_sync_to_async(run_expire_once)(now=utcnow() + timedelta(minutes=5)) == 1
-    agent.feed(Delta("after"))
-    await until(lambda: str(run.id) not in pool.drains, timeout=2, what="the drain to let go")
+    live.agent.feed(Delta("after"))
+    await until(lambda: str(live.id) not in pool.drains, timeout=2, what="the drain to let go")
 
-    events = await alog(session.id)
+    events = await alog(live.session.id)
     assert [e["data"]["status"] for e in events if e["type"] == "run.done"] == ["interrupted"]
-    assert "after" not in run_text(events, run.id)
+    assert "after" not in run_text(events, live.id)
 
 
-async def test_shutdown_ends_in_flight_runs_interrupted_with_their_partial(amake_session, pool, scripted, settings):
-    writer, asker = scripted("writer"), scripted("asker")
-    first, _ = await amake_session(kind="agent")
-    second, _ = await amake_session(kind="agent")
-    writing = await _run_start(session=first, input="go", agent="writer")
-    asking = await _run_start(session=second, input="go", agent="asker")
-    await pool.claim_once()
-    writer.feed(Delta("stored"))
-    asker.feed(InputRequest(fields=(InputField("focus", "text", "Focus?"),), reason="why"))
-    await until(lambda: _run(writing.id).output == "stored")
-    await until(lambda: _run(asking.id).status == RunStatus.INPUT_REQUIRED)
+async def test_shutdown_ends_in_flight_runs_interrupted_with_their_partial(live_run, pool, amake_session, settings):
+    writing, asking = await live_run("writer"), await live_run("asker")
+    await writing.stream("stored")
+    asking.agent.feed(InputRequest(fields=(InputField("focus", "text", "Focus?"),), reason="why"))
+    await until(lambda: asking.row().status == RunStatus.INPUT_REQUIRED)
     settings.AGENT_DELTA_FLUSH_S = 60
-    writer.feed(Delta(" and buffered"))
-    await until(lambda: pool.drains[str(writing.id)].buffer, what="the delta to be buffered")
+    await writing.hold(" and buffered")
 
     await pool.shutdown()
 
     assert not pool.drains
     third, _ = await amake_session(kind="agent")
-    queued = await _run_start(session=third, input="", agent="notes")
+    queued = await arun_start(session=third, input="", agent="notes")
     assert await pool.claim_once() == 0
-    assert (await database_sync_to_async(_run)(queued.id)).status == RunStatus.QUEUED
-    for run, partial in ((writing, "stored and buffered"), (asking, "")):
-        ended = await database_sync_to_async(_run)(run.id)
+    assert (await arun_row(queued.id)).status == RunStatus.QUEUED
+    for live, partial in ((writing, "stored and buffered"), (asking, "")):
+        ended = await arun_row(live.id)
         assert ended.status == RunStatus.INTERRUPTED and ended.error["code"] == "worker_shutdown"
-        done = (await alog(run.session_id, "run.done"))[-1]["data"]
+        done = (await alog(live.session.id, "run.done"))[-1]["data"]
         assert done["status"] == "interrupted" and done["message"]["content"] == partial
-    assert (await database_sync_to_async(Session.objects.get)(pk=second.id)).state == "running"
+    assert (await database_sync_to_async(Session.objects.get)(pk=asking.session.id)).state == "running"

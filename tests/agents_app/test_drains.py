@@ -9,14 +9,12 @@ from django.db import OperationalError
 from agents_app import drains
 from agents_app.agents.base import AgentError, Delta, Phase
 from agents_app.models import Message, Run, RunStatus
-from agents_app.services import run_start, run_stop
+from agents_app.services import run_stop
 from sessions_app.services.events import events_append
-from tests.agents_app.conftest import alog, drained, frames_until_close, run_text, until
+from tests.agents_app.conftest import alog, arun_row, arun_start, drained, frames_until_close, run_row, run_text
+from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-_run_start = database_sync_to_async(run_start)
-_run_stop = database_sync_to_async(run_stop)
 
 
 def _tones(session_id) -> None:
@@ -53,21 +51,17 @@ def _tones(session_id) -> None:
     )
 
 
-def _run(run_id) -> Run:
-    return Run.objects.get(pk=run_id)
-
-
 async def test_run_completes_with_nobody_subscribed_and_a_later_subscriber_gets_everything(
     amake_session, pool, subscriber
 ):
     session, token = await amake_session(kind="agent")
     await database_sync_to_async(_tones)(session.id)
-    run = await _run_start(session=session, input="notes please", agent="notes")
+    run = await arun_start(session=session, input="notes please", agent="notes")
 
     assert await pool.claim_once() == 1
     await drained(pool)
 
-    finished = await database_sync_to_async(_run)(run.id)
+    finished = await arun_row(run.id)
     assert finished.status == RunStatus.DONE and finished.ended_at is not None
     client = subscriber(session.id, token=token)
     assert await client.connect()
@@ -84,91 +78,74 @@ async def test_run_completes_with_nobody_subscribed_and_a_later_subscriber_gets_
     assert complete["last_seq"] == events[-1]["seq"]
 
 
-async def test_resubscribing_with_after_gets_exactly_the_rest_of_a_run(amake_session, pool, scripted, subscriber):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    first = subscriber(session.id, token=token)
+async def test_resubscribing_with_after_gets_exactly_the_rest_of_a_run(live_run, pool, subscriber):
+    live = await live_run()
+    first = subscriber(live.session.id, token=live.token)
     assert await first.connect()
     seen, _ = await first.receive_until_replay_complete()
-    await pool.claim_once()
 
-    agent.feed(Delta("one "), Delta("two "))
+    live.agent.feed(Delta("one "), Delta("two "))
     while not any(e["type"] == "run.delta" and e["data"]["text"].endswith("two ") for e in seen):
         seen.append(await first.receive())
     await first.close()
 
-    agent.feed(Delta("three "), Phase("closing"), Delta("four"))
-    agent.end()
+    live.agent.feed(Delta("three "), Phase("closing"), Delta("four"))
+    live.agent.end()
     await drained(pool)
-    again = subscriber(session.id, token=token, after=seen[-1]["seq"])
+    again = subscriber(live.session.id, token=live.token, after=seen[-1]["seq"])
     assert await again.connect()
     rest, _ = await again.receive_until_replay_complete()
 
-    everything = await alog(session.id)
+    everything = await alog(live.session.id)
     assert [e["seq"] for e in seen + rest] == [e["seq"] for e in everything]
-    assert run_text(seen + rest, run.id) == "one two three four"
+    assert run_text(seen + rest, live.id) == "one two three four"
     assert (seen + rest)[-1]["type"] == "run.done"
     assert (seen + rest)[-1]["data"]["message"]["content"] == "one two three four"
 
 
-async def test_stop_mid_run_keeps_the_partial(amake_session, pool, scripted, api):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("partial "), Delta("answer"))
-    await until(lambda: _run(run.id).output == "partial answer", what="the deltas to be stored")
+async def test_stop_mid_run_keeps_the_partial(live_run, pool, api):
+    live = await live_run()
+    await live.stream("partial ", "answer")
 
-    response = await api(session.id, token).post(f"/runs/{run.id}/stop")
+    response = await api(live.session.id, live.token).post(f"/runs/{live.id}/stop")
     assert response.status_code == 200 and response.json() == {"stopped": True}
     await drained(pool)
 
-    stopped = await database_sync_to_async(_run)(run.id)
+    stopped = await arun_row(live.id)
     assert stopped.status == RunStatus.STOPPED
-    assert agent.closed
-    done = (await alog(session.id, "run.done"))[-1]["data"]
+    assert live.agent.closed
+    done = (await alog(live.session.id, "run.done"))[-1]["data"]
     assert done["status"] == "stopped"
     assert done["message"]["content"] == "partial answer"
     assert "error" not in done
-    message = await database_sync_to_async(Message.objects.get)(run=run, role="assistant")
+    message = await database_sync_to_async(Message.objects.get)(run=live.run, role="assistant")
     assert message.content == "partial answer" and str(message.id) == done["message"]["id"]
 
 
-async def test_stop_includes_text_the_drain_had_not_flushed_yet(amake_session, pool, scripted, settings):
+async def test_stop_includes_text_the_drain_had_not_flushed_yet(live_run, pool, settings):
     settings.AGENT_DELTA_FLUSH_S = 60
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("still "), Delta("buffered"))
-    await until(lambda: _run(run.id).status == RunStatus.RUNNING)
-    drain = pool.drains[str(run.id)]
-    await until(lambda: len(drain.buffer) == 2, what="both deltas buffered")
-    assert (await database_sync_to_async(_run)(run.id)).output == ""
+    live = await live_run()
+    await live.hold("still ", "buffered")
+    assert (await arun_row(live.id)).output == ""
 
-    assert await _run_stop(run=run)
+    assert await database_sync_to_async(run_stop)(run=live.run)
     await drained(pool)
 
-    events = await alog(session.id)
-    assert run_text(events, run.id) == "still buffered"
+    events = await alog(live.session.id)
+    assert run_text(events, live.id) == "still buffered"
     assert events[-1]["type"] == "run.done"
     assert events[-1]["data"]["message"]["content"] == "still buffered"
 
 
-async def test_a_stop_written_by_another_process_is_noticed_by_polling(amake_session, pool, scripted):
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("x"))
-    await until(lambda: _run(run.id).output == "x")
+async def test_a_stop_written_by_another_process_is_noticed_by_polling(live_run, pool):
+    live = await live_run()
+    await live.stream("x")
 
     # What run_stop in another process looks like here: the row changes, no layer message arrives.
-    await database_sync_to_async(Run.objects.filter(pk=run.id).update)(stop_requested=True)
+    await database_sync_to_async(Run.objects.filter(pk=live.id).update)(stop_requested=True)
     await drained(pool, timeout=2)
 
-    assert (await database_sync_to_async(_run)(run.id)).status == RunStatus.STOPPED
+    assert (await arun_row(live.id)).status == RunStatus.STOPPED
 
 
 async def test_stop_before_pickup_means_the_run_never_starts(amake_session, pool, scripted, api):
@@ -193,26 +170,22 @@ async def test_stop_before_pickup_means_the_run_never_starts(amake_session, pool
     assert again.json() == {"stopped": False}
 
 
-async def test_a_new_run_starts_only_after_the_old_runs_partial_is_saved(amake_session, pool, scripted, api):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    await database_sync_to_async(_tones)(session.id)
-    client = api(session.id, token)
-    old = (await client.post("/runs", {"input": "first", "agent": "scripted"})).json()
-    await pool.claim_once()
-    agent.feed(Delta("old partial"))
-    await until(lambda: _run(old["id"]).output == "old partial")
+async def test_a_new_run_starts_only_after_the_old_runs_partial_is_saved(live_run, api):
+    old = await live_run()
+    await database_sync_to_async(_tones)(old.session.id)
+    await old.stream("old partial")
+    client = api(old.session.id, old.token)
 
     new = (await client.post("/runs", {"input": "second", "agent": "notes"})).json()
     assert new["status"] == "queued"
     # The pool is listening: the old run's end wakes a claim for the new one.
-    await until(lambda: _run(new["id"]).status == RunStatus.DONE, what="the new run to finish")
+    await until(lambda: run_row(new["id"]).status == RunStatus.DONE, what="the new run to finish")
 
-    events = await alog(session.id, "run.started", "run.done")
+    events = await alog(old.session.id, "run.started", "run.done")
     order = [(e["type"], e["data"]["run_id"]) for e in events]
     assert order == [
-        ("run.started", old["id"]),
-        ("run.done", old["id"]),
+        ("run.started", str(old.id)),
+        ("run.done", str(old.id)),
         ("run.started", new["id"]),
         ("run.done", new["id"]),
     ]
@@ -220,126 +193,103 @@ async def test_a_new_run_starts_only_after_the_old_runs_partial_is_saved(amake_s
     assert events[1]["data"]["message"]["content"] == "old partial"
     messages = (await client.get("/messages")).json()["messages"]
     assert [(m["role"], m["run_id"]) for m in messages] == [
-        ("user", old["id"]),
-        ("assistant", old["id"]),
+        ("user", str(old.id)),
+        ("assistant", str(old.id)),
         ("user", new["id"]),
         ("assistant", new["id"]),
     ]
 
 
-async def test_fast_agent_deltas_are_batched_into_few_writes(amake_session, pool, scripted):
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(*(Delta(f"{i} ") for i in range(1000)))
-    agent.end()
+async def test_fast_agent_deltas_are_batched_into_few_writes(live_run, pool):
+    live = await live_run()
+    live.agent.feed(*(Delta(f"{i} ") for i in range(1000)))
+    live.agent.end()
     await drained(pool)
 
-    events = await alog(session.id)
+    events = await alog(live.session.id)
     deltas = [e for e in events if e["type"] == "run.delta"]
-    assert run_text(events, run.id) == "".join(f"{i} " for i in range(1000))
+    assert run_text(events, live.id) == "".join(f"{i} " for i in range(1000))
     assert len(deltas) <= 1000 // 64 + 2
-    assert events[-1]["data"]["message"]["content"] == run_text(events, run.id)
+    assert events[-1]["data"]["message"]["content"] == run_text(events, live.id)
 
 
-async def test_agent_error_ends_the_run_error_with_its_message(amake_session, pool, scripted):
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("so far"), AgentError("upstream_error", "The model server answered HTTP 500: boom"))
+async def test_agent_error_ends_the_run_error_with_its_message(live_run, pool):
+    live = await live_run()
+    live.agent.feed(Delta("so far"), AgentError("upstream_error", "The model server answered HTTP 500: boom"))
     await drained(pool)
 
-    failed = await database_sync_to_async(_run)(run.id)
+    failed = await arun_row(live.id)
     assert failed.status == RunStatus.ERROR
     assert failed.error == {"code": "upstream_error", "message": "The model server answered HTTP 500: boom"}
-    done = (await alog(session.id, "run.done"))[-1]["data"]
+    done = (await alog(live.session.id, "run.done"))[-1]["data"]
     assert done["status"] == "error" and done["error"] == failed.error
     assert done["message"]["content"] == "so far"
 
 
-async def test_ending_the_session_ends_its_run_stopped_before_session_ended(
-    amake_session, pool, scripted, api, subscriber, settings
-):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("half"))
-    await until(lambda: _run(run.id).output == "half")
-    watcher = subscriber(session.id, token=token)
+async def test_ending_the_session_ends_its_run_stopped_before_session_ended(live_run, pool, api, subscriber, settings):
+    live = await live_run()
+    await live.stream("half")
+    watcher = subscriber(live.session.id, token=live.token)
     assert await watcher.connect()
     await watcher.receive_until_replay_complete()
     settings.AGENT_DELTA_FLUSH_S = 60
-    agent.feed(Delta(" never flushed"))
-    await until(lambda: pool.drains[str(run.id)].buffer, what="the tail to be buffered")
+    await live.hold(" never flushed")
 
-    ended = await api(session.id, token).delete()
+    ended = await api(live.session.id, live.token).delete()
 
     assert ended.json()["state"] == "done"
     # Ended inside the DELETE, not at the drain's next poll.
-    stopped = await database_sync_to_async(_run)(run.id)
+    stopped = await arun_row(live.id)
     assert stopped.status == RunStatus.STOPPED and stopped.ended_at is not None
-    message = await database_sync_to_async(Message.objects.get)(run=run, role="assistant")
+    message = await database_sync_to_async(Message.objects.get)(run=live.run, role="assistant")
     assert message.content == "half"
-    live, code = await frames_until_close(watcher)
-    live_types = [e["type"] for e in live]
-    assert live_types.index("run.done") < live_types.index("session.ended")
+    frames, code = await frames_until_close(watcher)
+    frame_types = [e["type"] for e in frames]
+    assert frame_types.index("run.done") < frame_types.index("session.ended")
     assert code == 1000
     await drained(pool)
 
-    events = await alog(session.id)
+    events = await alog(live.session.id)
     types = [e["type"] for e in events]
     assert types.index("run.done") < types.index("session.ended") == len(types) - 1
     done = events[types.index("run.done")]["data"]
     assert done["status"] == "stopped"
     assert done["message"] == {"id": str(message.id), "role": "assistant", "content": "half"}
-    assert run_text(events, run.id) == "half"
-    assert agent.closed
+    assert run_text(events, live.id) == "half"
+    assert live.agent.closed
 
 
 async def test_a_queued_run_is_claimed_at_once_when_the_pool_listens(amake_session, pool, settings):
     settings.AGENT_CLAIM_INTERVAL_S = 3600
     session, _ = await amake_session(kind="agent")
     await pool.claim_once()
-    run = await _run_start(session=session, input="", agent="notes")
+    run = await arun_start(session=session, input="", agent="notes")
 
-    await until(lambda: _run(run.id).status != RunStatus.QUEUED, timeout=2, what="the layer wake-up to claim it")
+    await until(lambda: run_row(run.id).status != RunStatus.QUEUED, timeout=2, what="the layer wake-up to claim it")
 
 
-async def test_a_worker_drains_at_most_its_concurrency(amake_session, pool, scripted, settings):
+async def test_a_worker_drains_at_most_its_concurrency(live_run, pool, settings):
     settings.AGENT_DRAIN_CONCURRENCY = 2
-    scripted()
-    runs = []
-    for _ in range(3):
-        session, _ = await amake_session(kind="agent")
-        runs.append(await _run_start(session=session, input="go", agent="scripted"))
+    runs = [await live_run(claim=False) for _ in range(3)]
 
     assert await pool.claim_once() == 2
     assert await pool.claim_once() == 0
-    statuses = [(await database_sync_to_async(_run)(r.id)).status for r in runs]
+    statuses = [(await arun_row(live.id)).status for live in runs]
     assert sorted(statuses) == ["queued", "running", "running"]
 
 
-async def test_the_drain_renews_the_run_lease(amake_session, pool, scripted, settings):
+async def test_the_drain_renews_the_run_lease(live_run, settings):
     settings.AGENT_RUN_LEASE_TTL_S = 0.4
-    scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    first = (await database_sync_to_async(_run)(run.id)).lease_expires_at
+    live = await live_run()
+    first = (await arun_row(live.id)).lease_expires_at
 
-    renewed = await until(lambda: _run(run.id).lease_expires_at > first, what="the lease to be renewed")
+    renewed = await until(lambda: live.row().lease_expires_at > first, what="the lease to be renewed")
 
     assert renewed
-    assert (await database_sync_to_async(_run)(run.id)).status == RunStatus.RUNNING
+    assert (await arun_row(live.id)).status == RunStatus.RUNNING
 
 
-async def test_a_failed_write_is_retried_without_losing_or_repeating_text(amake_session, pool, scripted, monkeypatch):
-    agent = scripted()
-    session, _ = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
+async def test_a_failed_write_is_retried_without_losing_or_repeating_text(live_run, pool, monkeypatch):
     write = drains._run_progress
     failed: list = []
 
@@ -350,12 +300,12 @@ async def test_a_failed_write_is_retried_without_losing_or_repeating_text(amake_
         return await write(**kwargs)
 
     monkeypatch.setattr(drains, "_run_progress", locked_once)
-    await pool.claim_once()
-    agent.feed(Delta("never "), Delta("lost"))
-    agent.end()
+    live = await live_run()
+    live.agent.feed(Delta("never "), Delta("lost"))
+    live.agent.end()
     await drained(pool)
 
     assert failed
-    events = await alog(session.id)
-    assert run_text(events, run.id) == "never lost"
+    events = await alog(live.session.id)
+    assert run_text(events, live.id) == "never lost"
     assert events[-1]["data"]["status"] == "done" and events[-1]["data"]["message"]["content"] == "never lost"

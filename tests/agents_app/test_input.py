@@ -9,17 +9,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents_app.agents.base import Delta, InputField, InputRequest
-from agents_app.models import Run, RunStatus
-from agents_app.services import run_start
+from agents_app.models import RunStatus
 from sessions_app.clock import utcnow
 from sessions_app.models import Session
 from sessions_app.services.events import events_append
 from sessions_app.services.lifecycle import gc_once
-from tests.agents_app.conftest import alog, drained, frames_until_close, until
+from tests.agents_app.conftest import alog, arun_row, drained, frames_until_close, run_row
+from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-_run_start = database_sync_to_async(run_start)
 
 QUESTION = InputRequest(fields=(InputField("focus", "text", "What should I cover?"),), reason="Need a focus.")
 
@@ -36,10 +34,6 @@ def _two_speakers(session_id) -> None:
     )
 
 
-def _run(run_id) -> Run:
-    return Run.objects.get(pk=run_id)
-
-
 def _session(session_id) -> Session:
     return Session.objects.get(pk=session_id)
 
@@ -51,7 +45,7 @@ async def test_notes_asks_which_speaker_and_resumes_with_the_http_answer(amake_s
     run = (await client.post("/runs", {"input": "", "agent": "notes"})).json()
     await pool.claim_once()
 
-    await until(lambda: _run(run["id"]).status == RunStatus.INPUT_REQUIRED, what="the run to ask")
+    await until(lambda: run_row(run["id"]).status == RunStatus.INPUT_REQUIRED, what="the run to ask")
     waiting = (await client.get("")).json()
     request = (await alog(session.id, "input_required"))[-1]["data"]
     assert waiting["state"] == "input_required" and waiting["next_action"] == "awaiting_input"
@@ -70,7 +64,7 @@ async def test_notes_asks_which_speaker_and_resumes_with_the_http_answer(amake_s
 
     answered = await client.post("/input", {"input": {"speaker": "S2"}})
     assert answered.status_code == 200 and answered.json()["state"] == "running"
-    await until(lambda: _run(run["id"]).status == RunStatus.DONE, what="the run to finish")
+    await until(lambda: run_row(run["id"]).status == RunStatus.DONE, what="the run to finish")
 
     content = (await alog(session.id, "run.done"))[-1]["data"]["message"]["content"]
     assert "Following speaker S2." in content
@@ -79,41 +73,33 @@ async def test_notes_asks_which_speaker_and_resumes_with_the_http_answer(amake_s
     assert after.state == "running" and after.pending_input is None and after.next_action == "none"
 
 
-async def test_input_sent_over_the_events_socket_resumes_the_run(amake_session, pool, scripted, subscriber):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    client = subscriber(session.id, token=token)
+async def test_input_sent_over_the_events_socket_resumes_the_run(live_run, subscriber):
+    live = await live_run()
+    client = subscriber(live.session.id, token=live.token)
     assert await client.connect()
     await client.receive_until_replay_complete()
-    await pool.claim_once()
 
-    agent.feed(QUESTION)
+    live.agent.feed(QUESTION)
     while (event := await client.receive())["type"] != "input_required":
         pass
-    assert event["data"]["run_id"] == str(run.id)
+    assert event["data"]["run_id"] == str(live.id)
     await client.send({"type": "input", "input": {"focus": "the tense part"}})
-    agent.feed(Delta("covering the tense part"))
-    agent.end()
+    live.agent.feed(Delta("covering the tense part"))
+    live.agent.end()
     while (event := await client.receive())["type"] != "run.done":
         pass
 
-    assert agent.answers == [{"focus": "the tense part"}]
+    assert live.agent.answers == [{"focus": "the tense part"}]
     assert event["data"]["status"] == "done"
     assert event["data"]["message"]["content"] == "covering the tense part"
-    assert (await database_sync_to_async(_session)(session.id)).state == "running"
+    assert (await database_sync_to_async(_session)(live.session.id)).state == "running"
 
 
-async def test_gc_of_an_abandoned_session_ends_the_waiting_run_stopped_before_session_ended(
-    amake_session, pool, scripted, subscriber
-):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(Delta("before the question"), QUESTION)
-    await until(lambda: _session(session.id).state == "input_required")
-    watcher = subscriber(session.id, token=token)
+async def test_gc_of_an_abandoned_session_ends_the_waiting_run_stopped_before_session_ended(live_run, pool, subscriber):
+    live = await live_run()
+    live.agent.feed(Delta("before the question"), QUESTION)
+    await until(lambda: _session(live.session.id).state == "input_required")
+    watcher = subscriber(live.session.id, token=live.token)
     assert await watcher.connect()
     await watcher.receive_until_replay_complete()
 
@@ -121,36 +107,34 @@ async def test_gc_of_an_abandoned_session_ends_the_waiting_run_stopped_before_se
     assert await database_sync_to_async(gc_once)(now=later) == 1
 
     # Ended by the GC pass itself, not by the drain waking up later.
-    stopped = await database_sync_to_async(_run)(run.id)
+    stopped = await arun_row(live.id)
     assert stopped.status == RunStatus.STOPPED and stopped.ended_at == later
-    live, code = await frames_until_close(watcher)
-    assert [e["type"] for e in live] == ["session.state", "run.done", "session.ended"]
-    assert live[1]["data"]["status"] == "stopped"
-    assert live[1]["data"]["message"]["content"] == "before the question"
-    assert live[2]["data"]["error"]["code"] == "session_abandoned"
+    frames, code = await frames_until_close(watcher)
+    assert [e["type"] for e in frames] == ["session.state", "run.done", "session.ended"]
+    assert frames[1]["data"]["status"] == "stopped"
+    assert frames[1]["data"]["message"]["content"] == "before the question"
+    assert frames[2]["data"]["error"]["code"] == "session_abandoned"
     assert code == 1000
     await drained(pool, timeout=2)
 
-    assert agent.answers == [] and agent.closed
-    ended = await database_sync_to_async(_session)(session.id)
+    assert live.agent.answers == [] and live.agent.closed
+    ended = await database_sync_to_async(_session)(live.session.id)
     assert ended.state == "aborted" and ended.error["code"] == "session_abandoned"
-    events = await alog(session.id)
-    assert events[-1]["type"] == "session.ended" and events[-2]["seq"] == live[1]["seq"]
+    events = await alog(live.session.id)
+    assert events[-1]["type"] == "session.ended" and events[-2]["seq"] == frames[1]["seq"]
 
 
-async def test_stopping_a_run_that_waits_for_input_resumes_the_session(amake_session, pool, scripted, api):
-    agent = scripted()
-    session, token = await amake_session(kind="agent")
-    run = await _run_start(session=session, input="go", agent="scripted")
-    await pool.claim_once()
-    agent.feed(QUESTION)
-    await until(lambda: _session(session.id).state == "input_required")
+async def test_stopping_a_run_that_waits_for_input_resumes_the_session(live_run, pool, api):
+    live = await live_run()
+    client = api(live.session.id, live.token)
+    live.agent.feed(QUESTION)
+    await until(lambda: _session(live.session.id).state == "input_required")
 
-    assert (await api(session.id, token).post(f"/runs/{run.id}/stop")).json() == {"stopped": True}
+    assert (await client.post(f"/runs/{live.id}/stop")).json() == {"stopped": True}
     await drained(pool, timeout=2)
 
-    assert (await database_sync_to_async(_run)(run.id)).status == RunStatus.STOPPED
-    after = await database_sync_to_async(_session)(session.id)
+    assert (await arun_row(live.id)).status == RunStatus.STOPPED
+    after = await database_sync_to_async(_session)(live.session.id)
     assert after.state == "running" and after.pending_input is None and after.next_action == "none"
-    late = await api(session.id, token).post("/input", {"input": {"focus": "too late"}})
+    late = await client.post("/input", {"input": {"focus": "too late"}})
     assert late.status_code == 409 and late.json()["error"]["code"] == "not_awaiting_input"

@@ -11,8 +11,7 @@ from channels.db import database_sync_to_async
 
 from agents_app import errors
 from agents_app.models import Message, MessageRole, Run, RunStatus
-from agents_app.services import run_start
-from tests.agents_app.conftest import alog, drained
+from tests.agents_app.conftest import alog, arun_row, arun_start, drained
 from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,11 +121,11 @@ def upstream(settings):
 
 
 async def _openai_run(session, pool, *, input: str = "What now?") -> tuple[Run, dict]:
-    run = await database_sync_to_async(run_start)(session=session, input=input, agent="openai")
+    run = await arun_start(session=session, input=input, agent="openai")
     await pool.claim_once()
     await drained(pool, timeout=5)
     done = (await alog(session.id, "run.done"))[-1]["data"]
-    return await database_sync_to_async(Run.objects.get)(pk=run.id), done
+    return await arun_row(run.id), done
 
 
 async def test_the_reply_is_streamed_with_the_conversation_as_context(amake_session, pool, upstream, settings):

@@ -6,11 +6,9 @@ import pytest
 
 from agents_app.agents.notes import AUDIO_EVENT_TYPES
 from agents_app.selectors import agent_context
-from agents_app.services import run_claim, run_start
-from sessions_app.clock import utcnow
-from sessions_app.models import ProcessLease
 from sessions_app.services.events import events_append
 from sessions_app.services.sessions import session_open
+from tests.agents_app.conftest import claimed_run, worker_lease
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,15 +30,9 @@ async def _receive_input() -> dict:
 
 
 def _claimed_run(agent: str, log: list[tuple[str, dict]]):
-    now = utcnow()
-    ProcessLease.objects.get_or_create(
-        id="w-test",
-        defaults={"role": "worker", "hostname": "test", "pid": 1, "started_at": now, "lease_expires_at": now},
-    )
     session, _ = session_open(kind="voice")
     events_append(session_id=session.id, items=log)
-    run_start(session=session, input="what happened?", agent=agent)
-    return run_claim(worker_id="w-test")
+    return claimed_run(session, worker_id=worker_lease(), input="what happened?", agent=agent)
 
 
 def test_a_notes_run_reads_only_the_sessions_audio_events():

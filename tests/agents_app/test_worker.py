@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from channels.db import database_sync_to_async
 
 from agents_app.drains import DrainPool
-from agents_app.models import Run, RunStatus
-from agents_app.services import run_start
+from agents_app.models import RunStatus
 from agents_app.worker import agent_loops
 from sessions_app.worker import Loop, WorkerLoops
-from tests.agents_app.conftest import alog
+from tests.agents_app.conftest import alog, arun_row, arun_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-_run_start = database_sync_to_async(run_start)
 
 
 async def test_a_stopping_worker_claims_no_run_while_its_other_loops_finish_their_pass(amake_session):
@@ -39,16 +35,16 @@ async def test_a_stopping_worker_claims_no_run_while_its_other_loops_finish_thei
         await asyncio.sleep(0)
         assert worker.stopping.is_set() and not stopping.done()
         session, _ = await amake_session(kind="agent")
-        run = await _run_start(session=session, input="", agent="notes")
+        run = await arun_start(session=session, input="", agent="notes")
         # What the claim listener does with the queued run's wake-up (and a finishing drain too).
         pool.request_claim()
         if pool.claim_task is not None:
             await pool.claim_task
-        assert (await database_sync_to_async(Run.objects.get)(pk=run.id)).status == RunStatus.QUEUED
+        assert (await arun_row(run.id)).status == RunStatus.QUEUED
     finally:
         finish_pass.set()
         await stopping
         await running
 
-    assert (await database_sync_to_async(Run.objects.get)(pk=run.id)).status == RunStatus.QUEUED
+    assert (await arun_row(run.id)).status == RunStatus.QUEUED
     assert await alog(session.id, "run.started", "run.done") == []

@@ -7,14 +7,14 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 
-from agents_app import conf
 from agents_app.models import Message, Run, RunStatus
 from agents_app.services import run_expire_once, run_start
 from sessions_app.clock import utcnow
 from sessions_app.services.events import events_append
 from sessions_app.services.sessions import session_open
-from tests.agents_app.conftest import log, run_text
+from tests.agents_app.conftest import log, run_row, run_text
 from tests.processes import LinnetProcess, database_url_for_tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -60,27 +60,35 @@ def _long_notes_run() -> Run:
 
 
 def _streaming(run: Run) -> bool:
-    current = Run.objects.get(pk=run.pk)
+    current = run_row(run.pk)
     return current.status == RunStatus.RUNNING and current.output.count("\n") >= 2
 
 
-def test_a_killed_worker_leaves_its_run_to_be_ended_interrupted_with_the_partial():
+def _worker_caught_mid_run() -> tuple[Run, LinnetProcess]:
+    """A long notes run and a real worker process that has streamed the first lines of it."""
     run = _long_notes_run()
     worker = _worker_process().start()
     try:
         worker.wait_for(lambda: _streaming(run), what="the worker to stream the notes")
-    finally:
+    except BaseException:
         worker.kill()
+        raise
+    return run, worker
 
-    stranded = Run.objects.get(pk=run.pk)
+
+def test_a_killed_worker_leaves_its_run_to_be_ended_interrupted_with_the_partial():
+    run, worker = _worker_caught_mid_run()
+    worker.kill()
+
+    stranded = run_row(run.pk)
     assert stranded.status == RunStatus.RUNNING
     assert not log(run.session_id, "run.done")
     partial = stranded.output
 
-    after_lease = utcnow() + timedelta(seconds=conf.run_lease_ttl_s() + 1)
+    after_lease = utcnow() + timedelta(seconds=settings.AGENT_RUN_LEASE_TTL_S + 1)
     assert run_expire_once(now=after_lease) == 1
 
-    ended = Run.objects.get(pk=run.pk)
+    ended = run_row(run.pk)
     assert ended.status == RunStatus.INTERRUPTED and ended.error["code"] == "worker_lost"
     events = log(run.session_id)
     assert events[-1]["type"] == "run.done" and events[-1]["data"]["status"] == "interrupted"
@@ -90,18 +98,14 @@ def test_a_killed_worker_leaves_its_run_to_be_ended_interrupted_with_the_partial
 
 
 def test_sigterm_ends_the_workers_run_interrupted_within_the_grace_period():
-    run = _long_notes_run()
-    worker = _worker_process().start()
-    try:
-        worker.wait_for(lambda: _streaming(run), what="the worker to stream the notes")
-    finally:
-        asked = time.monotonic()
-        code = worker.stop(sig=signal.SIGTERM, timeout=30)
-        took = time.monotonic() - asked
+    run, worker = _worker_caught_mid_run()
+    asked = time.monotonic()
+    code = worker.stop(sig=signal.SIGTERM, timeout=30)
+    took = time.monotonic() - asked
 
     assert code == 0, worker.output()
     assert took < SHUTDOWN_BOUND_S
-    ended = Run.objects.get(pk=run.pk)
+    ended = run_row(run.pk)
     assert ended.status == RunStatus.INTERRUPTED and ended.error["code"] == "worker_shutdown"
     events = log(run.session_id)
     assert events[-1]["type"] == "run.done" and events[-1]["data"]["status"] == "interrupted"
