@@ -34,7 +34,7 @@ class NextAction(models.TextChoices):
 TERMINAL_STATES = frozenset({SessionState.DONE, SessionState.FAILED, SessionState.ABORTED})
 
 # The state machine: every legal edge, and the phase / next_action a transition sets.
-# Code (session_transition) and docs (README) both read this table.
+# Code (session_transition) and docs/protocol.md (rendered by transitions_markdown) both read this table.
 TRANSITIONS: dict[str, frozenset[str]] = {
     SessionState.PENDING: frozenset({SessionState.RUNNING, SessionState.FAILED, SessionState.ABORTED}),
     SessionState.RUNNING: frozenset(
@@ -188,3 +188,13 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transport} subscriber of {self.session_id}"
+
+
+def transitions_markdown() -> str:
+    """Render the state machine (TRANSITIONS, STATE_EFFECTS) as the Markdown table docs/protocol.md embeds."""
+    lines = ["| state | phase | next_action | may go to |", "|---|---|---|---|"]
+    for state, targets in TRANSITIONS.items():
+        phase, next_action = STATE_EFFECTS[state]
+        edges = ", ".join(f"`{to}`" for to in SessionState.values if to in targets) or "— (terminal)"
+        lines.append(f"| `{state}` | `{phase}` | `{next_action}` | {edges} |")
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from voice_app.annotation import (
     vocabulary_markdown,
 )
 
-DOC = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "voice.md"
 
 
 def annotate(label: str, *, confidence: float = 0.9, shift: str = "stable", elcor: bool = False) -> dict:
