@@ -83,6 +83,14 @@ def _orm_beside_playwright(monkeypatch):
 class LiveServer:
     url: str
     process: LinnetProcess
+    port: int
+    env: dict
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and database."""
+        assert self.process.stop() == 0, self.process.output()
+        self.process = LinnetProcess("serve", "--port", str(self.port), env=self.env).start()
+        self.process.wait_for_port(self.port)
 
     def api(self, method: str, path: str, *, token: str | None = None, **kwargs):
         import httpx
@@ -96,20 +104,18 @@ class LiveServer:
 def server(transactional_db) -> Iterator[LiveServer]:
     """`manage.py serve` on a free port, on this test's database."""
     port = free_port()
-    process = LinnetProcess(
-        "serve",
-        "--port",
-        str(port),
-        env={
-            "DATABASE_URL": database_url_for_tests(),
-            "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings",
-        },
-    ).start()
+    env = {"DATABASE_URL": database_url_for_tests(), "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings"}
+    live = LiveServer(
+        url=f"http://127.0.0.1:{port}",
+        process=LinnetProcess("serve", "--port", str(port), env=env).start(),
+        port=port,
+        env=env,
+    )
     try:
-        process.wait_for_port(port)
-        yield LiveServer(url=f"http://127.0.0.1:{port}", process=process)
+        live.process.wait_for_port(port)
+        yield live
     finally:
-        process.stop()
+        live.process.stop()
 
 
 @dataclass

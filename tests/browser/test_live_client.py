@@ -125,6 +125,35 @@ def test_hidden_tab_lets_go_and_resumes_after_its_last_seq(server, watch):
     assert len(watched.sockets_to("audio")) == 2
 
 
+def test_a_server_restart_is_met_with_a_reconnect_that_resumes_after_its_last_seq(server, watch):
+    watched = watch()
+    page = watched.page
+    session_id, _token = start_listening(page, server)
+    page.evaluate(
+        """() => {
+            window.statesSeen = [];
+            const status = document.querySelector("#status");
+            new MutationObserver(() => window.statesSeen.push(status.dataset.state))
+                .observe(status, { attributes: true, attributeFilter: ["data-state"] });
+        }"""
+    )
+
+    server.restart()
+    page.wait_for_function("window.statesSeen.includes('reconnecting')", timeout=30_000)
+    page.wait_for_selector("#status[data-state='listening']", timeout=30_000)
+    resumed = watched.sockets_to("events")[-1]
+    assert int(resumed.url.split("after=")[1].split("&")[0]) > 0
+    shown = len(tone_seqs_on_screen(page))
+    page.wait_for_function(f"document.querySelectorAll('{TONES}').length >= {shown + 2}", timeout=20_000)
+
+    page.click("#stop")
+    wait_until(page, lambda: Session.objects.get(pk=session_id).state == "done", what="the session to end")
+    on_screen = tone_seqs_on_screen(page)
+    assert len(on_screen) == len(set(on_screen)), "a tone was shown twice"
+    # While the server was down the browser reported its refused connections; nothing else.
+    watched.errors[:] = [error for error in watched.errors if "ERR_CONNECTION_REFUSED" not in error]
+
+
 def test_session_reaped_while_hidden_shows_a_calm_notice(server, watch):
     watched = watch()
     page = watched.page
@@ -223,9 +252,14 @@ def test_feedback_round_trip_by_keyboard_alone(server, watch):
     assert Session.objects.get(pk=session_id).state == "done"
 
 
-def test_new_tones_are_announced_politely(server, watch):
+def test_new_tones_are_announced_politely_and_motion_follows_the_preference(server, watch):
     page = watch().page
     start_listening(page, server, tones=1)
     announcer = page.locator("#announcer")
     assert announcer.get_attribute("aria-live") == "polite"
     page.wait_for_function("document.querySelector('#announcer').textContent.includes('confident')")
+
+    pulse = "getComputedStyle(document.querySelector('#status .status-dot')).animationName"
+    assert page.evaluate(pulse) == "pulse"
+    page.emulate_media(reduced_motion="reduce")
+    assert page.evaluate(pulse) == "none"

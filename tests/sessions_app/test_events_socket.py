@@ -11,6 +11,7 @@ from sessions_app.consumers import EventsConsumer
 from sessions_app.models import Session, SessionState
 from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_end, session_transition
+from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -317,13 +318,15 @@ async def acknowledging_subscriber(amake_session, subscriber):
     assert await client.connect()
     _, complete = await client.receive_until_replay_complete()
     await client.send({"type": "heartbeat", "last_seq": complete["last_seq"]})
+    # A heartbeat is handled in order, its write last: once that has landed, the server holds
+    # the client to the seq it reported.
+    await until(lambda: Session.objects.get(pk=session.pk).last_heartbeat_at, what="the heartbeat to be handled")
     return session, client, complete
 
 
 async def test_subscriber_that_reports_falling_behind_is_closed_4429(amake_session, subscriber, settings):
     settings.EVENTS_SUBSCRIBER_MAX_PENDING = 5
     session, client, _ = await acknowledging_subscriber(amake_session, subscriber)
-    await asyncio.sleep(0.05)
 
     for i in range(8):
         await append(session_id=session.id, type="tone", data={"i": i})
