@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from sessions_app import errors as session_errors
 from sessions_app.errors import LinnetError
 from sessions_app.services import presence
 from sessions_app.sockets import (
@@ -27,8 +26,6 @@ from voice_app.pipeline import VoicePipeline
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR = (session_errors.INTERNAL_ERROR, session_errors.message_for(session_errors.INTERNAL_ERROR))
-
 _stream_open = database_sync_to_async(services.audio_stream_open)
 _stream_close = database_sync_to_async(services.audio_stream_close)
 _audio_end_s = database_sync_to_async(selectors.session_audio_end_s)
@@ -36,11 +33,14 @@ _audio_end_s = database_sync_to_async(selectors.session_audio_end_s)
 
 class AudioConsumer(SessionSocketConsumer):
     endpoint = "audio"
+    # Monotonic seconds, for the rate limit, the idle timeout and the sidecar's retry delay;
+    # tests put a clock of their own here.
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     async def connect(self) -> None:
         self.pipeline: VoicePipeline | None = None
         self.stream_id: int | None = None
-        self.joined = False
+        self.joined_group = False
         self.finishing = False
         self.ending = False
         self.idle_watch: asyncio.Task | None = None
@@ -57,25 +57,25 @@ class AudioConsumer(SessionSocketConsumer):
         self.session = session
         # Join before claiming, so an end that lands right after the claim still reaches us.
         await self.channel_layer.group_add(session.group_name, self.channel_name)
-        self.joined = True
+        self.joined_group = True
         try:
             stream = await _stream_open(session=session)
         except LinnetError as exc:
-            await self.end_stream(CLOSE_NOT_ACTIVE, error=(exc.code, exc.message))
+            await self.end_stream(CLOSE_NOT_ACTIVE, error=exc.code, message=exc.message)
             return
         self.stream_id = stream.pk
         # The claim is only as alive as this process's lease, so keep the lease renewed.
         await presence.lease_keepalive_start()
         start_s = await _audio_end_s(session_id=session.pk)
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
         self.pipeline = VoicePipeline(
             session=session,
             stream_id=stream.pk,
             start_s=start_s,
-            on_window=self.send_ack,
-            on_ended=self.stream_over,
+            on_window_logged=self.send_ack,
+            on_log_refused=self.log_refused,
             on_failure=self.internal_error,
-            now=self.last_activity,
+            clock=self.clock,
         )
         await self.send_json(
             {
@@ -101,13 +101,12 @@ class AudioConsumer(SessionSocketConsumer):
                 frame = frame_from_bytes(bytes_data, max_bytes=max_bytes)
             else:
                 frame = frame_from_text(text_data or "", max_bytes=max_bytes)
-            now = time.monotonic()
             if isinstance(frame, AudioFrame):
-                self.pipeline.feed(frame.pcm, now=now)
+                self.pipeline.feed(frame.pcm)
         except FrameError as exc:
-            await self.end_stream(exc.close_code, error=(exc.code, exc.message))
+            await self.end_stream(exc.close_code, error=exc.code, message=exc.message)
             return
-        self.last_activity = now
+        self.last_activity = self.clock()
         if isinstance(frame, AudioFrame):
             return
         if frame.type == "finalize":
@@ -141,10 +140,11 @@ class AudioConsumer(SessionSocketConsumer):
             logger.exception("audio socket %s failed", self.scope.get("path"))
             await self.internal_error()
 
-    async def end_stream(self, close_code: int, *, error: tuple[str, str] | None = None) -> None:
+    async def end_stream(self, close_code: int, *, error: str | None = None, message: str | None = None) -> None:
         """Free the session first, then tell the client: once it sees the close, it may reattach.
 
-        A normal close carries the `closed` summary; any other carries the `error` frame.
+        A normal close carries the `closed` summary; a close with an `error` code carries the
+        `error` frame (`message`, or the code's registered one).
         """
         if self.ending:
             return
@@ -154,9 +154,9 @@ class AudioConsumer(SessionSocketConsumer):
         except Exception:
             # The client must still hear that its stream is over.
             logger.exception("tearing down audio socket %s failed", self.scope.get("path"))
-            close_code, error = CLOSE_INTERNAL_ERROR, INTERNAL_ERROR
+            close_code, error, message = CLOSE_INTERNAL_ERROR, errors.INTERNAL_ERROR, None
         if error is not None:
-            await self.close_with_error(close_code, *error)
+            await self.close_with_error(close_code, error, message)
             return
         await self.send_json(self.summary())
         await self.close_normally(close_code)
@@ -173,23 +173,23 @@ class AudioConsumer(SessionSocketConsumer):
         if not self.ending:
             await self.send_json({"type": "ack", "frames": self.pipeline.frames, "bytes": self.pipeline.bytes})
 
-    async def stream_over(self, reason: LinnetError) -> None:
+    async def log_refused(self, reason: LinnetError) -> None:
         """The log refused a window: the session ended, or another producer holds the stream now."""
         if reason.code == errors.SESSION_NOT_ACTIVE:
             await self.end_stream(CLOSE_NORMAL)
         else:
-            await self.end_stream(CLOSE_NOT_ACTIVE, error=(reason.code, reason.message))
+            await self.end_stream(CLOSE_NOT_ACTIVE, error=reason.code, message=reason.message)
 
     async def internal_error(self) -> None:
-        await self.end_stream(CLOSE_INTERNAL_ERROR, error=INTERNAL_ERROR)
+        await self.end_stream(CLOSE_INTERNAL_ERROR, error=errors.INTERNAL_ERROR)
 
     async def watch_idle(self) -> None:
         timeout = settings.AUDIO_IDLE_TIMEOUT_S
         while not (self.ending or self.finishing):
-            remaining = self.last_activity + timeout - time.monotonic()
+            remaining = self.last_activity + timeout - self.clock()
             if remaining <= 0:
                 await self.end_stream(
-                    CLOSE_IDLE, error=(errors.AUDIO_IDLE, f"No audio or keepalive for {timeout:g} s.")
+                    CLOSE_IDLE, error=errors.AUDIO_IDLE, message=f"No audio or keepalive for {timeout:g} s."
                 )
                 return
             await asyncio.sleep(remaining)
@@ -205,7 +205,7 @@ class AudioConsumer(SessionSocketConsumer):
                     self.idle_watch.cancel()
                 if self.pipeline is not None:
                     await self.pipeline.stop()
-                if self.joined:
+                if self.joined_group:
                     await self.channel_layer.group_discard(self.session.group_name, self.channel_name)
             finally:
                 # Whatever failed above, the next producer must not be refused for good.

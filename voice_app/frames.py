@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from sessions_app.errors import message_for
 from sessions_app.sockets import CLOSE_MALFORMED, CLOSE_TOO_LARGE
 from voice_app import errors
 
@@ -27,11 +28,13 @@ class ControlFrame:
 
 
 class FrameError(Exception):
-    def __init__(self, close_code: int, code: str, message: str) -> None:
-        super().__init__(message)
+    """A frame the socket refuses: the close code, and the error code and message sent before it."""
+
+    def __init__(self, close_code: int, code: str, message: str | None = None) -> None:
         self.close_code = close_code
         self.code = code
-        self.message = message
+        self.message = message or message_for(code)
+        super().__init__(self.message)
 
 
 def _checked_pcm(pcm: bytes, *, max_bytes: int) -> AudioFrame:

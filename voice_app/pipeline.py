@@ -25,18 +25,16 @@ import numpy as np
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from sessions_app.errors import LinnetError, message_for
+from sessions_app.errors import LinnetError
 from sessions_app.models import Session
 from sessions_app.sockets import CLOSE_TOO_FAST
 from voice_app import errors, metrics, services
-from voice_app.classifier import ClassifierCache, SessionClassifier
+from voice_app.classifier import SessionClassifier, process_session_classifier
 from voice_app.frames import FrameError
 from voice_app.sidecar import (
-    Allocation,
     SidecarError,
-    ToneDirection,
-    allocation_release_soon,
-    allocation_request,
+    SidecarShiftTracker,
+    allocation_acquire,
     sidecar_classify,
     sidecar_events_map,
     sidecar_health,
@@ -54,13 +52,11 @@ BACKLOG_S = 10.0
 RATE_LIMIT_FACTOR = 2.0
 RATE_LIMIT_BURST_S = BACKLOG_S
 RATE_LIMIT_START_S = 5.0
-# A stream that reattaches on the same process carries on with its session's baseline.
-# About 9 kB each, so at most ~9 MB; an active stream keeps its own even once evicted.
-IN_PROCESS_BASELINES = 1024
 # After a failed sidecar call, windows go in-process for this long before it is tried again.
 SIDECAR_RETRY_S = 5.0
 
-Item = tuple[str, dict]
+# One event for the session log: (type, data).
+LogItem = tuple[str, dict]
 
 _events_append = database_sync_to_async(services.voice_events_append)
 _allocation_record = database_sync_to_async(services.audio_stream_allocation_record)
@@ -68,7 +64,6 @@ _allocation_record = database_sync_to_async(services.audio_stream_allocation_rec
 
 class _ClassifyPool:
     executor: ThreadPoolExecutor | None = None
-    baselines: ClassifierCache | None = None
 
 
 def classify_executor() -> ThreadPoolExecutor:
@@ -80,28 +75,14 @@ def classify_executor() -> ThreadPoolExecutor:
     return _ClassifyPool.executor
 
 
-def session_baseline(options: StreamOptions) -> SessionClassifier:
-    """This process's classifier of the session: a reconnecting stream keeps its baseline."""
-    baselines = _ClassifyPool.baselines
-    if baselines is None or (baselines.sample_rate, baselines.confidence_threshold) != (
-        options.sample_rate,
-        options.confidence_threshold,
-    ):
-        baselines = _ClassifyPool.baselines = ClassifierCache(
-            sample_rate=options.sample_rate,
-            confidence_threshold=options.confidence_threshold,
-            max_sessions=IN_PROCESS_BASELINES,
-        )
-    classifier, _ = baselines.get(session_id=options.session_id, elcor=options.elcor)
-    return classifier
-
-
-def service_item(status: str, detail: str) -> Item:
+def service_item(status: str, detail: str) -> LogItem:
     return ("service", {"status": status, "detail": detail})
 
 
 @dataclass(frozen=True)
 class StreamOptions:
+    """What a stream needs of its session and of the settings, read once when it attaches."""
+
     session_id: str
     sample_rate: int
     window_ms: int
@@ -130,17 +111,22 @@ class InProcessClassifier:
 
     def __init__(self, options: StreamOptions) -> None:
         self.options = options
-        self.classifier: SessionClassifier | None = None
+        self.session_classifier: SessionClassifier | None = None
 
-    async def classify(self, window: AudioWindow) -> list[Item]:
-        if self.classifier is None:
-            self.classifier = session_baseline(self.options)
+    async def classify(self, window: AudioWindow) -> list[LogItem]:
+        if self.session_classifier is None:
+            self.session_classifier = process_session_classifier(
+                session_id=self.options.session_id,
+                elcor=self.options.elcor,
+                sample_rate=self.options.sample_rate,
+                confidence_threshold=self.options.confidence_threshold,
+            )
         return await asyncio.get_running_loop().run_in_executor(classify_executor(), self._classify, window)
 
-    def _classify(self, window: AudioWindow) -> list[Item]:
+    def _classify(self, window: AudioWindow) -> list[LogItem]:
         started = time.perf_counter()
         pcm = np.frombuffer(window.pcm, dtype="<i2")
-        events = self.classifier.classify(pcm, start=window.start, end=window.end)
+        events = self.session_classifier.classify(pcm, start=window.start, end=window.end)
         metrics.CLASSIFY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         metrics.AUDIO_WINDOWS.labels(self.name).inc()
         return [(event.type, event.data) for event in events]
@@ -155,28 +141,36 @@ class SidecarClassifier:
 
     name = "sidecar"
 
-    def __init__(self, *, url: str, options: StreamOptions, fallback: InProcessClassifier) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        options: StreamOptions,
+        fallback: InProcessClassifier,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self.options = options
         self.fallback = fallback
-        self.direction = ToneDirection()
+        self.clock = clock
+        self.shift_tracker = SidecarShiftTracker()
         self.ready = False
         self.retry_at = 0.0
 
-    async def probe(self) -> Item:
+    async def probe(self) -> LogItem:
         """The stream's opening `service` event, from the sidecar's /health."""
         try:
             healthy = await sidecar_health(url=self.url)
         except SidecarError as exc:
-            self.retry_at = time.monotonic() + SIDECAR_RETRY_S
+            self.retry_at = self.clock() + SIDECAR_RETRY_S
             return service_item("warning", f"{exc}; classifying in-process")
         if healthy:
             self.ready = True
             return service_item("ready", f"cf-voice sidecar at {self.url}")
         return service_item("loading", f"cf-voice sidecar at {self.url} is loading; classifying in-process meanwhile")
 
-    async def classify(self, window: AudioWindow) -> list[Item]:
-        if not self.ready and time.monotonic() < self.retry_at:
+    async def classify(self, window: AudioWindow) -> list[LogItem]:
+        if not self.ready and self.clock() < self.retry_at:
             return await self._fallback(window)
         started = time.perf_counter()
         try:
@@ -193,7 +187,7 @@ class SidecarClassifier:
             logger.warning("session %s: %s", self.options.session_id, exc)
             notices = [service_item("warning", f"{exc}; classifying in-process")] if self.ready else []
             self.ready = False
-            self.retry_at = time.monotonic() + SIDECAR_RETRY_S
+            self.retry_at = self.clock() + SIDECAR_RETRY_S
             return [*notices, *await self._fallback(window)]
         metrics.CLASSIFY_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         metrics.AUDIO_WINDOWS.labels(self.name).inc()
@@ -205,17 +199,20 @@ class SidecarClassifier:
             end=window.end,
             elcor=self.options.elcor,
             threshold=self.options.confidence_threshold,
-            direction=self.direction,
+            shift_tracker=self.shift_tracker,
         )
         return [*notices, *items]
 
-    async def _fallback(self, window: AudioWindow) -> list[Item]:
+    async def _fallback(self, window: AudioWindow) -> list[LogItem]:
         metrics.SIDECAR_FALLBACKS.inc()
         return await self.fallback.classify(window)
 
 
 class VoicePipeline:
-    """Audio in, ordered windows classified and logged, one callback per classified window."""
+    """Audio in, ordered windows classified and logged, one callback per logged window.
+
+    `clock` is the monotonic time the rate limit and the sidecar's retry delay read.
+    """
 
     def __init__(
         self,
@@ -223,16 +220,17 @@ class VoicePipeline:
         session: Session,
         stream_id: int,
         start_s: float,
-        on_window: Callable[[], Awaitable[None]],
-        on_ended: Callable[[LinnetError], Awaitable[None]],
+        on_window_logged: Callable[[], Awaitable[None]],
+        on_log_refused: Callable[[LinnetError], Awaitable[None]],
         on_failure: Callable[[], Awaitable[None]],
-        now: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = StreamOptions.for_session(session)
         self.stream_id = stream_id
-        self.on_window = on_window
-        self.on_ended = on_ended
+        self.on_window_logged = on_window_logged
+        self.on_log_refused = on_log_refused
         self.on_failure = on_failure
+        self.clock = clock
         self.windower = AudioWindower(
             sample_rate=self.options.sample_rate, window_ms=self.options.window_ms, start_s=start_s
         )
@@ -242,16 +240,16 @@ class VoicePipeline:
             burst_s=RATE_LIMIT_BURST_S,
             start_s=RATE_LIMIT_START_S,
             max_frame_bytes=settings.AUDIO_MAX_FRAME_BYTES,
-            now=now,
+            clock=clock,
         )
         self.backlog: deque[AudioWindow] = deque()
         self.backlog_limit = max(2, math.ceil(BACKLOG_S * 1000 / self.options.window_ms))
-        self.behind = False
+        self.falling_behind = False
         self.classify_failing = False
-        self.notices: list[Item] = []
-        self.arrived = asyncio.Event()
+        self.pending_notices: list[LogItem] = []
+        self.window_arrived = asyncio.Event()
         self.finishing = False
-        self.route: InProcessClassifier | SidecarClassifier = InProcessClassifier(self.options)
+        self.classifier: InProcessClassifier | SidecarClassifier = InProcessClassifier(self.options)
         self.task: asyncio.Task | None = None
         self.frames = 0
         self.bytes = 0
@@ -260,10 +258,10 @@ class VoicePipeline:
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"linnet-voice-{self.options.session_id}")
 
-    def feed(self, pcm: bytes, *, now: float) -> None:
+    def feed(self, pcm: bytes) -> None:
         """Take one frame of audio; raises FrameError (4429) past the rate limit."""
-        if not self.limiter.admit(len(pcm), now=now):
-            raise FrameError(CLOSE_TOO_FAST, errors.AUDIO_TOO_FAST, message_for(errors.AUDIO_TOO_FAST))
+        if not self.limiter.admit(len(pcm)):
+            raise FrameError(CLOSE_TOO_FAST, errors.AUDIO_TOO_FAST)
         self.frames += 1
         self.bytes += len(pcm)
         for window in self.windower.feed(pcm):
@@ -279,7 +277,7 @@ class VoicePipeline:
         """Classify everything received, then return."""
         self.finalize()
         self.finishing = True
-        self.arrived.set()
+        self.window_arrived.set()
         if self.task is not None and not self.task.done():
             await self.task
 
@@ -298,9 +296,9 @@ class VoicePipeline:
         if len(self.backlog) >= self.backlog_limit:
             skipped = self.backlog.popleft()
             metrics.AUDIO_WINDOWS_SKIPPED.inc()
-            if not self.behind:
-                self.behind = True
-                self.notices.append(
+            if not self.falling_behind:
+                self.falling_behind = True
+                self.pending_notices.append(
                     service_item(
                         "warning",
                         f"classification is behind real time; skipping audio from {skipped.start:.1f} s "
@@ -308,41 +306,41 @@ class VoicePipeline:
                     )
                 )
         self.backlog.append(window)
-        self.arrived.set()
+        self.window_arrived.set()
 
     async def _run(self) -> None:
         try:
-            await self._log(await self._route_start())
+            await self._append(await self._classifier_choose())
             while True:
                 if not self.backlog:
-                    self.behind = False
+                    self.falling_behind = False
                     if self.finishing:
                         return
-                    self.arrived.clear()
-                    await self.arrived.wait()
+                    self.window_arrived.clear()
+                    await self.window_arrived.wait()
                     continue
                 window = self.backlog.popleft()
                 items = await self._classify(window)
-                notices, self.notices = self.notices, []
-                await self._log([*notices, *items])
+                notices, self.pending_notices = self.pending_notices, []
+                await self._append([*notices, *items])
                 self.windows += 1
-                await self.on_window()
+                await self.on_window_logged()
         except asyncio.CancelledError:
             raise
         except LinnetError as exc:
             # Only the log raises it: the session ended (maybe without its layer message ever
             # reaching this socket) or another producer took the stream over.
-            await self.on_ended(exc)
+            await self.on_log_refused(exc)
         except Exception:
             logger.exception("voice pipeline of session %s failed", self.options.session_id)
             await self.on_failure()
 
-    async def _log(self, items: list[Item]) -> None:
+    async def _append(self, items: list[LogItem]) -> None:
         await _events_append(session_id=self.options.session_id, stream_id=self.stream_id, items=items)
 
-    async def _classify(self, window: AudioWindow) -> list[Item]:
+    async def _classify(self, window: AudioWindow) -> list[LogItem]:
         try:
-            items = await self.route.classify(window)
+            items = await self.classifier.classify(window)
         except Exception:
             # One bad window must not end the stream; a classifier that keeps failing is
             # reported once per streak.
@@ -355,54 +353,18 @@ class VoicePipeline:
         self.classify_failing = False
         return items
 
-    async def _route_start(self) -> list[Item]:
+    async def _classifier_choose(self) -> list[LogItem]:
         """Pick the classifier for this stream: CF_VOICE_URL, else a cf-orch allocation, else in-process."""
         if settings.CF_VOICE_URL:
             url = settings.CF_VOICE_URL
         elif settings.CF_ORCH_URL:
+            record = partial(_allocation_record, stream_id=self.stream_id)
             try:
-                url = (await self._allocate(orch_url=settings.CF_ORCH_URL)).url
+                url = (await allocation_acquire(orch_url=settings.CF_ORCH_URL, record=record)).url
             except SidecarError as exc:
                 return [service_item("warning", f"{exc}; classifying in-process")]
         else:
             return [service_item("ready", "in-process classifier")]
-        fallback = self.route
-        self.route = SidecarClassifier(url=url, options=self.options, fallback=fallback)
-        return [await self.route.probe()]
-
-    async def _allocate(self, *, orch_url: str) -> Allocation:
-        request = asyncio.ensure_future(allocation_request(orch_url=orch_url))
-        try:
-            allocation = await asyncio.shield(request)
-        except asyncio.CancelledError:
-            # The stream closed mid-request; whatever the allocator hands out must go back.
-            request.add_done_callback(_release_orphan)
-            raise
-        allocation_id = allocation.allocation_id
-        # Until the stream's row holds the allocation, only this task can release it; the
-        # release goes through the deferred path, which outlives this task.
-        record = asyncio.ensure_future(_allocation_record(stream_id=self.stream_id, allocation_id=allocation_id))
-        try:
-            recorded = await asyncio.shield(record)
-        except asyncio.CancelledError:
-            # The write goes on in its thread: whether the row took the allocation is known
-            # only once it lands.
-            record.add_done_callback(partial(_release_unrecorded, allocation_id))
-            raise
-        except Exception:
-            allocation_release_soon(allocation_id=allocation_id)
-            raise
-        if not recorded:
-            allocation_release_soon(allocation_id=allocation_id)
-            raise SidecarError("the stream closed while cf-orch was allocating")
-        return allocation
-
-
-def _release_orphan(request: asyncio.Future) -> None:
-    if not request.cancelled() and request.exception() is None:
-        allocation_release_soon(allocation_id=request.result().allocation_id)
-
-
-def _release_unrecorded(allocation_id: str, record: asyncio.Future) -> None:
-    if record.cancelled() or record.exception() is not None or not record.result():
-        allocation_release_soon(allocation_id=allocation_id)
+        fallback = self.classifier
+        self.classifier = SidecarClassifier(url=url, options=self.options, fallback=fallback, clock=self.clock)
+        return [await self.classifier.probe()]

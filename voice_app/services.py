@@ -22,8 +22,8 @@ from voice_app.models import AudioStream, Feedback
 from voice_app.sidecar import allocation_release_soon
 
 
-def _abandoned(now: datetime) -> Q:
-    """Open streams whose process can no longer be holding them."""
+def _held_by_lapsed_lease(now: datetime) -> Q:
+    """Streams whose process can no longer be holding them (its lease lapsed, or is gone)."""
     return Q(lease__isnull=True) | ~lease_alive_q(now=now, via="lease__")
 
 
@@ -46,9 +46,9 @@ def audio_stream_open(*, session: Session, now: datetime | None = None) -> Audio
             raise LinnetError(errors.SESSION_NOT_VOICE, status=409)
         if locked.is_terminal:
             raise LinnetError(errors.SESSION_NOT_ACTIVE, status=409)
-        abandoned = AudioStream.objects.filter(session=locked, closed_at__isnull=True).filter(_abandoned(now))
+        abandoned = AudioStream.objects.filter(_held_by_lapsed_lease(now), session=locked, closed_at__isnull=True)
         for stream in abandoned:
-            _stream_close(stream_id=stream.pk, now=now)
+            _stream_close_and_release(stream_id=stream.pk, now=now)
         try:
             with transaction.atomic():
                 stream = AudioStream.objects.create(session=locked, lease_id=lease_id, opened_at=now)
@@ -73,17 +73,17 @@ def audio_stream_close(
         AudioStream.objects.filter(pk=stream_id, closed_at__isnull=True).update(
             frames=frames, bytes=bytes_received, windows=windows, close_code=close_code
         )
-        _stream_close(stream_id=stream_id, now=now)
+        _stream_close_and_release(stream_id=stream_id, now=now)
 
 
-def _stream_close(*, stream_id: int, now: datetime) -> None:
+def _stream_close_and_release(*, stream_id: int, now: datetime) -> None:
     AudioStream.objects.filter(pk=stream_id, closed_at__isnull=True).update(closed_at=now)
     allocation_id = _allocation_claim(stream_id=stream_id, now=now)
     if allocation_id:
         _release_after_commit(allocation_id)
 
 
-def audio_stream_allocation_record(*, stream_id: int, allocation_id: str, now: datetime | None = None) -> bool:
+def audio_stream_allocation_record(*, stream_id: int, allocation_id: str) -> bool:
     """Remember the cf-orch allocation serving a stream; False when the stream already closed.
 
     A stream that closed while its allocation was being requested no longer releases

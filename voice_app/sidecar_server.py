@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from sessions_app.errors import LinnetError
 from voice_app import errors
 from voice_app.classifier import ClassifierCache, VoiceEvent
 
@@ -28,18 +29,11 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # a thread, and a half-open client would otherwise hold it forever. Linnet's pooled client
 # drops idle connections well before this.
 REQUEST_TIMEOUT_S = 30.0
+UNKNOWN_ENDPOINT_MESSAGE = "No such endpoint; try GET /health or POST /classify."
 
 
-class ClassifyRequestError(Exception):
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _bad_request(message: str) -> ClassifyRequestError:
-    return ClassifyRequestError(HTTPStatus.BAD_REQUEST, errors.INVALID_REQUEST, message)
+def _bad_request(message: str) -> LinnetError:
+    return LinnetError(errors.INVALID_REQUEST, message, status=HTTPStatus.BAD_REQUEST)
 
 
 def classify_request_parse(body: bytes) -> tuple[np.ndarray, float, str, bool]:
@@ -139,7 +133,7 @@ class SidecarRequestHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path != "/health":
-            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, "No such endpoint; try GET /health or POST /classify.")
+            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, UNKNOWN_ENDPOINT_MESSAGE)
             return
         self._json(
             HTTPStatus.OK,
@@ -152,19 +146,18 @@ class SidecarRequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self.path != "/classify":
-            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, "No such endpoint; try GET /health or POST /classify.")
+            self._error(HTTPStatus.NOT_FOUND, errors.NOT_FOUND, UNKNOWN_ENDPOINT_MESSAGE)
             return
         try:
             body = self._body()
             pcm, timestamp, session_id, elcor = classify_request_parse(body)
-        except ClassifyRequestError as exc:
-            self._error(exc.status, exc.code, exc.message)
+        except LinnetError as exc:
+            self._error(HTTPStatus(exc.status), exc.code, exc.message)
             return
-        classifier, lock = self.server.classifiers.get(session_id=session_id, elcor=elcor)
+        classifier = self.server.classifiers.get(session_id=session_id, elcor=elcor)
         end = timestamp + len(pcm) / self.server.classifiers.sample_rate
         try:
-            with lock:
-                events = classifier.classify(pcm, start=timestamp, end=end)
+            events = classifier.classify(pcm, start=timestamp, end=end)
         except Exception:
             logger.exception("classifying %.1f-%.1f s of session %r failed", timestamp, end, session_id)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, errors.INTERNAL_ERROR, "The window could not be classified.")
@@ -180,10 +173,10 @@ class SidecarRequestHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             # The unread body would otherwise be parsed as the next request.
             self.close_connection = True
-            raise ClassifyRequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            raise LinnetError(
                 errors.PAYLOAD_TOO_LARGE,
                 f"The body is {length} bytes; the limit is {MAX_BODY_BYTES}.",
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
         return self.rfile.read(length)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BYTES_PER_SAMPLE = 2
@@ -60,7 +62,8 @@ class AudioRateLimiter:
     fills up to `burst_s`: after a network stall the client may flush that much held-back
     audio at once. Straight after connecting it may flush `start_s` (what it buffered while
     reconnecting). Sending faster than `factor` × real time drains the bucket and is refused
-    once it is empty. The bucket always admits one maximum frame.
+    once it is empty. The bucket always admits one maximum frame. Time is read from `clock`
+    (monotonic seconds).
     """
 
     def __init__(
@@ -71,16 +74,18 @@ class AudioRateLimiter:
         burst_s: float,
         start_s: float,
         max_frame_bytes: int,
-        now: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         bytes_per_second = sample_rate * BYTES_PER_SAMPLE
+        self.clock = clock
         self.rate = factor * bytes_per_second
         self.capacity = max(burst_s * bytes_per_second, float(max_frame_bytes))
         self.tokens = max(min(start_s, burst_s) * bytes_per_second, float(max_frame_bytes))
-        self.updated_at = now
+        self.updated_at = clock()
 
-    def admit(self, size: int, *, now: float) -> bool:
+    def admit(self, size: int) -> bool:
         """Take `size` bytes from the bucket; False when the client is sending too fast."""
+        now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated_at) * self.rate)
         self.updated_at = now
         if size > self.tokens:

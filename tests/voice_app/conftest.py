@@ -15,18 +15,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from sessions_app import selectors
+from sessions_app.models import Session
 from sessions_app.services.events import events_append_one
 from tests.processes import LinnetProcess, free_port
-from voice_app import sidecar
 from voice_app.annotation import tone_annotation
 from voice_app.classifier import IN_PROCESS_SPEAKER_ID
+from voice_app.consumers import AudioConsumer
+from voice_app.models import AudioStream
 from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR, RATE_LIMIT_START_S
+from voice_app.sidecar import sidecar_client_close
+from voice_app.sidecar.allocation import RELEASE_THREAD_NAME, RELEASES_IN_FLIGHT
 
 ORIGIN = (b"origin", b"http://localhost")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -65,6 +70,23 @@ def tone_data(label: str = "tense", *, confidence: float = 0.71, start: float = 
     return data
 
 
+def assert_tone_shape(data: dict, *, elcor: bool | None = None) -> None:
+    """A tone event's data as the contract has it: every field, each within its range."""
+    assert set(data) == TONE_FIELDS
+    assert isinstance(data["label"], str) and data["label"]
+    assert 0.0 <= data["confidence"] <= 1.0
+    assert 0.0 <= data["shift_magnitude"] <= 1.0
+    assert data["shift_direction"] in {"stable", "escalating", "de-escalating"}
+    assert isinstance(data["affect"], str) and data["affect"]
+    assert isinstance(data["subtext"], str) and data["subtext"]
+    assert isinstance(data["prosody_flags"], list)
+    assert data["end"] > data["start"] >= 0.0
+    if elcor:
+        assert data["subtext"].startswith("[") and data["subtext"].endswith("]")
+    elif elcor is not None:
+        assert not data["subtext"].startswith("[")
+
+
 def log_tone(session_id, **tone) -> int:
     """Append a `tone` event through the one event-log service; returns its seq."""
     return events_append_one(session_id=session_id, type="tone", data=tone_data(**tone)).seq
@@ -78,6 +100,11 @@ def wav_pcm(name: str, *, seconds: float | None = None) -> bytes:
     return pcm if seconds is None else pcm[: int(seconds * SAMPLE_RATE) * 2]
 
 
+def wav_samples(name: str, *, seconds: float | None = None) -> np.ndarray:
+    """A fixture's samples as the classifier takes them (int16)."""
+    return np.frombuffer(wav_pcm(name, seconds=seconds), dtype="<i2")
+
+
 def frames_of(pcm: bytes, size: int = FRAME_BYTES) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
@@ -88,34 +115,61 @@ async def logged_events(session_id, *types: str) -> list[dict]:
     )
 
 
-class Pacer:
-    """A client-side token bucket with margin under the server's rate limit."""
+async def stream_row(session_id) -> AudioStream:
+    """The session's one audio stream row (tests that open more than one stream look further)."""
+    return await database_sync_to_async(AudioStream.objects.get)(session_id=session_id)
 
-    def __init__(self) -> None:
+
+class FakeClock:
+    """Monotonic seconds that move only when a test (or a Pacer) moves them."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def audio_clock(monkeypatch) -> FakeClock:
+    """The clock of every audio socket in the test: rate limit, idle timeout, sidecar retry delay."""
+    clock = FakeClock()
+    monkeypatch.setattr(AudioConsumer, "clock", clock)
+    return clock
+
+
+class Pacer:
+    """A client-side token bucket with margin under the server's rate limit, on the test's clock:
+    when it runs dry, it moves the clock on by the wait instead of sleeping."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.capacity = 0.75 * RATE_LIMIT_BURST_S * BYTES_PER_SECOND
         self.rate = 0.8 * RATE_LIMIT_FACTOR * BYTES_PER_SECOND
         self.tokens = 0.75 * RATE_LIMIT_START_S * BYTES_PER_SECOND
-        self.updated_at = time.monotonic()
+        self.updated_at = clock()
 
-    async def take(self, size: int) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated_at) * self.rate)
-            self.updated_at = now
-            if self.tokens >= size:
-                self.tokens -= size
-                return
-            await asyncio.sleep((size - self.tokens) / self.rate)
+    def take(self, size: int) -> None:
+        self.tokens = min(self.capacity, self.tokens + (self.clock() - self.updated_at) * self.rate)
+        if self.tokens < size:
+            self.clock.advance((size - self.tokens) / self.rate)
+            self.tokens = float(size)
+        self.updated_at = self.clock()
+        self.tokens -= size
 
 
 class AudioClient:
     """An audio-socket client through the real ASGI application."""
 
-    def __init__(self, communicator: WebsocketCommunicator) -> None:
+    def __init__(self, communicator: WebsocketCommunicator, *, token: str | None, clock: FakeClock) -> None:
         self.communicator = communicator
+        self.token = token
         self.connected = False
         self.received: list[dict] = []
-        self.pacer = Pacer()
+        self.pacer = Pacer(clock)
         self.sent = 0
 
     async def connect(self) -> dict:
@@ -146,6 +200,19 @@ class AudioClient:
             if "text" in output:
                 self.received.append(json.loads(output["text"]))
 
+    async def receive_error_close(self, timeout: float = 10) -> tuple[str, int]:
+        """Read until the server closes; returns the `error` frame's code and the close code,
+        once it is checked that the frame came with a message and named that close code."""
+        close_code = await self.receive_close(timeout)
+        [error] = self.of_type("error")
+        assert error["close_code"] == close_code and error["message"]
+        return error["code"], close_code
+
+    async def connect_refused(self) -> tuple[str, int]:
+        """Connect expecting a refusal; returns the error code and the close code."""
+        assert (await self.connect())["type"] == "error"
+        return await self.receive_error_close()
+
     async def send_bytes(self, data: bytes) -> None:
         await self.communicator.send_to(bytes_data=data)
 
@@ -159,11 +226,11 @@ class AudioClient:
         """Send `pcm` in frames as fast as the rate limit allows; returns the frame count.
 
         The client keeps its own token bucket, smaller and slower than the server's, so long
-        fixtures stream quickly but legally, across several calls too.
+        fixtures stream legally, across several calls too, without waiting in real time.
         """
         frames = frames_of(pcm, frame_bytes)
         for frame in frames:
-            await self.pacer.take(len(frame))
+            self.pacer.take(len(frame))
             if as_json:
                 await self.send_audio_json(frame, timestamp=self.sent / BYTES_PER_SECOND)
             else:
@@ -182,7 +249,7 @@ class AudioClient:
 
 
 @pytest_asyncio.fixture
-async def audio_client():
+async def audio_client(audio_clock):
     """Factory: `audio_client(session_id, token=...)` → an AudioClient, disconnected at teardown."""
     from linnet_site.asgi import application
 
@@ -190,7 +257,8 @@ async def audio_client():
 
     def make(session_id, *, token: str | None = None, headers=None) -> AudioClient:
         path = f"/ws/sessions/{session_id}/audio" + (f"?token={token}" if token is not None else "")
-        client = AudioClient(WebsocketCommunicator(application, path, headers=[ORIGIN] if headers is None else headers))
+        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN] if headers is None else headers)
+        client = AudioClient(communicator, token=token, clock=audio_clock)
         opened.append(client)
         return client
 
@@ -199,14 +267,33 @@ async def audio_client():
         await client.communicator.disconnect()
 
 
+@pytest.fixture
+def audio_stream(amake_session, audio_client):
+    """Factory: `await audio_stream(**session_options)` → (session, client): a new session and an
+    audio socket past its `ready` (the first of `client.received`)."""
+
+    async def attach(**options) -> tuple[Session, AudioClient]:
+        session, token = await amake_session(**options)
+        client = audio_client(session.id, token=token)
+        assert (await client.connect())["type"] == "ready"
+        return session, client
+
+    return attach
+
+
+def release_threads_joined(timeout: float = 5) -> None:
+    """Wait for the allocation releases sent from threads (by a process with no client loop)."""
+    for thread in threading.enumerate():
+        if thread.name == RELEASE_THREAD_NAME:
+            thread.join(timeout)
+
+
 async def allocation_releases_settled(timeout: float = 5) -> None:
     """Wait for every allocation release already scheduled, on the loop or on a thread."""
-    pending = [asyncio.wrap_future(f) if not isinstance(f, asyncio.Future) else f for f in sidecar.POOL.pending]
+    pending = [asyncio.wrap_future(f) if not isinstance(f, asyncio.Future) else f for f in RELEASES_IN_FLIGHT]
     if pending:
         await asyncio.wait(pending, timeout=timeout)
-    for thread in threading.enumerate():
-        if thread.name == "linnet-cf-orch-release":
-            await asyncio.to_thread(thread.join, timeout)
+    await asyncio.to_thread(release_threads_joined, timeout)
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -214,7 +301,7 @@ async def _sidecar_client_closed():
     # The pooled client belongs to this test's loop; close it here rather than leak it.
     yield
     await allocation_releases_settled()
-    await sidecar.sidecar_client_close()
+    await sidecar_client_close()
 
 
 @dataclass

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import threading
+from dataclasses import dataclass
 
 import pytest
 from channels.db import database_sync_to_async
@@ -20,12 +21,14 @@ from sessions_app.services.sessions import session_end
 from tests.voice_app.conftest import (
     BYTES_PER_SECOND,
     FRAME_BYTES,
-    TONE_FIELDS,
+    assert_tone_shape,
     frames_of,
     logged_events,
+    stream_row,
     wav_pcm,
 )
 from voice_app import consumers, errors, pipeline
+from voice_app.classifier import SessionClassifier
 from voice_app.models import AudioStream
 from voice_app.pipeline import RATE_LIMIT_START_S
 from voice_app.services import audio_stream_open, voice_events_append
@@ -35,36 +38,63 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEECH = ["calm", "loud_high", "fast", "question"]
 
 
-async def stream_row(session_id) -> AudioStream:
-    return await database_sync_to_async(AudioStream.objects.get)(session_id=session_id)
-
-
 async def session_state(session_id) -> str:
     return (await database_sync_to_async(Session.objects.get)(pk=session_id)).state
 
 
-def assert_tone_shape(tone: dict, *, elcor: bool) -> None:
-    data = tone["data"]
-    assert set(data) == TONE_FIELDS
-    assert isinstance(data["label"], str) and data["label"]
-    assert 0.0 <= data["confidence"] <= 1.0
-    assert 0.0 <= data["shift_magnitude"] <= 1.0
-    assert data["shift_direction"] in {"stable", "escalating", "de-escalating"}
-    assert isinstance(data["affect"], str) and data["affect"]
-    assert isinstance(data["prosody_flags"], list)
-    assert data["end"] > data["start"] >= 0.0
-    if elcor:
-        assert data["subtext"].startswith("[") and data["subtext"].endswith("]")
-    else:
-        assert not data["subtext"].startswith("[")
+@dataclass(frozen=True)
+class ClassifiedWindow:
+    start: float
+    session_classifier: SessionClassifier
+    thread: str
+
+
+@pytest.fixture
+def classified_windows(monkeypatch) -> list[ClassifiedWindow]:
+    """Every window the in-process classifier takes, in the order it takes them."""
+    seen: list[ClassifiedWindow] = []
+    original = pipeline.InProcessClassifier._classify
+
+    def recording(self, window):
+        seen.append(ClassifiedWindow(window.start, self.session_classifier, threading.current_thread().name))
+        return original(self, window)
+
+    monkeypatch.setattr(pipeline.InProcessClassifier, "_classify", recording)
+    return seen
+
+
+class StalledClassifier:
+    """Holds the in-process classifier's windows until `gate` is set; records being cancelled."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+
+@pytest.fixture
+def stalled_classifier(monkeypatch) -> StalledClassifier:
+    stalled = StalledClassifier()
+    original = pipeline.InProcessClassifier.classify
+
+    async def held(self, window):
+        stalled.entered.set()
+        try:
+            await stalled.gate.wait()
+        except asyncio.CancelledError:
+            stalled.cancelled.set()
+            raise
+        return await original(self, window)
+
+    monkeypatch.setattr(pipeline.InProcessClassifier, "classify", held)
+    return stalled
 
 
 @pytest.mark.parametrize("fixture", SPEECH)
 @pytest.mark.parametrize("elcor", [False, True], ids=["plain", "elcor"])
-async def test_speech_streamed_as_binary_frames_logs_complete_tone_events(amake_session, audio_client, fixture, elcor):
-    session, token = await amake_session(elcor=elcor)
-    client = audio_client(session.id, token=token)
-    ready = await client.connect()
+async def test_speech_streamed_as_binary_frames_logs_complete_tone_events(audio_stream, fixture, elcor):
+    session, client = await audio_stream(elcor=elcor)
+    ready = client.received[0]
     await client.stream(wav_pcm(fixture, seconds=3))
     summary, code = await client.close_stream()
 
@@ -74,19 +104,17 @@ async def test_speech_streamed_as_binary_frames_logs_complete_tone_events(amake_
     tones = await logged_events(session.id, "tone")
     assert tones, f"no tone events for {fixture}"
     for tone in tones:
-        assert_tone_shape(tone, elcor=elcor)
+        assert_tone_shape(tone["data"], elcor=elcor)
     # Tones sit on the window grid of the stream, by samples received.
     assert {(t["data"]["start"], t["data"]["end"]) for t in tones} <= {(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)}
 
 
 @pytest.mark.parametrize("elcor", [False, True], ids=["plain", "elcor"])
-async def test_base64_json_frames_give_the_same_events_as_binary_frames(amake_session, audio_client, elcor):
+async def test_base64_json_frames_give_the_same_events_as_binary_frames(audio_stream, elcor):
     audio = wav_pcm("question", seconds=3)
     logs = []
     for as_json in (False, True):
-        session, token = await amake_session(elcor=elcor)
-        client = audio_client(session.id, token=token)
-        await client.connect()
+        session, client = await audio_stream(elcor=elcor)
         await client.stream(audio, as_json=as_json)
         summary, _ = await client.close_stream()
         assert summary["frames"] == 30 and summary["bytes"] == len(audio)
@@ -97,10 +125,8 @@ async def test_base64_json_frames_give_the_same_events_as_binary_frames(amake_se
     assert via_json == binary
 
 
-async def test_silence_yields_queue_events_and_no_tones(amake_session, audio_client):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_silence_yields_queue_events_and_no_tones(audio_stream):
+    session, client = await audio_stream()
     await client.stream(wav_pcm("silence", seconds=3))
     await client.close_stream()
 
@@ -130,19 +156,15 @@ async def test_events_arrive_live_at_a_subscriber_of_the_events_socket(amake_ses
     assert live == [e for e in await logged_events(session.id) if seqs[0] <= e["seq"] <= seqs[-1]]
 
 
-async def test_attaching_a_stream_activates_a_pending_session(amake_session, audio_client):
-    session, token = await amake_session()
-    assert session.state == SessionState.PENDING
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_attaching_a_stream_activates_a_pending_session(audio_stream):
+    session, _ = await audio_stream()
 
+    assert session.state == SessionState.PENDING
     assert await session_state(session.id) == SessionState.RUNNING
 
 
-async def test_finalize_classifies_the_partial_window_now(amake_session, audio_client):
-    session, token = await amake_session(window_ms=500)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_finalize_classifies_the_partial_window_now(audio_stream):
+    session, client = await audio_stream(window_ms=500)
     for frame in frames_of(wav_pcm("silence", seconds=0.75), 1600):
         await client.send_bytes(frame)
     first = await client.receive_type("ack")
@@ -159,10 +181,9 @@ async def test_finalize_classifies_the_partial_window_now(amake_session, audio_c
     assert [(e["data"]["start"], e["data"]["end"]) for e in queue] == [(0.0, 0.5), (0.5, 0.75), (0.75, 1.25)]
 
 
-async def test_close_classifies_what_is_buffered_and_reports_the_totals(amake_session, audio_client):
-    session, token = await amake_session(window_ms=500)
-    client = audio_client(session.id, token=token)
-    ready = await client.connect()
+async def test_close_classifies_what_is_buffered_and_reports_the_totals(audio_stream):
+    session, client = await audio_stream(window_ms=500)
+    ready = client.received[0]
     audio = wav_pcm("silence", seconds=1.2)
     frames = await client.stream(audio, frame_bytes=1000)
     summary, code = await client.close_stream()
@@ -178,10 +199,8 @@ async def test_close_classifies_what_is_buffered_and_reports_the_totals(amake_se
     assert row.closed_at is not None
 
 
-async def test_ending_the_session_sends_closed_and_closes_the_audio_socket(amake_session, audio_client):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_ending_the_session_sends_closed_and_closes_the_audio_socket(audio_stream):
+    session, client = await audio_stream()
     await client.stream(wav_pcm("calm", seconds=1))
     await client.receive_type("ack")
 
@@ -195,29 +214,16 @@ async def test_ending_the_session_sends_closed_and_closes_the_audio_socket(amake
     assert types[-1] == "session.ended"
 
 
-async def test_audio_still_being_classified_when_the_session_ends_is_dropped(amake_session, audio_client, monkeypatch):
-    entered, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def stalled(self, window):
-        entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    monkeypatch.setattr(pipeline.InProcessClassifier, "classify", stalled)
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_audio_still_being_classified_when_the_session_ends_is_dropped(audio_stream, stalled_classifier):
+    session, client = await audio_stream()
     for frame in frames_of(wav_pcm("silence", seconds=1)):
         await client.send_bytes(frame)
-    await entered.wait()
+    await stalled_classifier.entered.wait()
 
     await database_sync_to_async(session_end)(session=session)
 
     assert await client.receive_close() == 1000
-    assert cancelled.is_set()
+    assert stalled_classifier.cancelled.is_set()
     assert client.of_type("closed")[0] == {"type": "closed", "frames": 10, "bytes": BYTES_PER_SECOND, "windows": 0}
     assert not await logged_events(session.id, "queue")
 
@@ -239,16 +245,12 @@ async def test_window_events_are_not_logged_after_the_session_ended(amake_sessio
     assert (await logged_events(session.id))[-1]["seq"] == last_seq
 
 
-async def test_a_stream_that_ignores_lost_layer_messages_still_ends_with_its_session(
-    amake_session, audio_client, monkeypatch
-):
+async def test_a_stream_that_ignores_lost_layer_messages_still_ends_with_its_session(audio_stream, monkeypatch):
     async def lost(self, message):
         pass  # channels-redis drops messages to a full channel: this socket never hears of the end
 
     monkeypatch.setattr(consumers.AudioConsumer, "session_events", lost)
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     await client.stream(wav_pcm("silence", seconds=1))
     await client.receive_type("ack")
 
@@ -262,10 +264,8 @@ async def test_a_stream_that_ignores_lost_layer_messages_still_ends_with_its_ses
     assert [e["type"] for e in await logged_events(session.id)][-1] == "session.ended"
 
 
-async def test_a_stream_taken_over_by_another_producer_stops_logging_with_4409(amake_session, audio_client):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_a_stream_taken_over_by_another_producer_stops_logging_with_4409(audio_stream):
+    session, client = await audio_stream()
     await client.stream(wav_pcm("silence", seconds=1))
     await client.receive_type("ack")
     # What a producer on another process does once this process's lease has lapsed.
@@ -274,46 +274,32 @@ async def test_a_stream_taken_over_by_another_producer_stops_logging_with_4409(a
 
     await client.stream(wav_pcm("silence", seconds=1))
 
-    assert await client.receive_close() == 4409
-    error = client.of_type("error")[0]
-    assert (error["code"], error["close_code"]) == ("audio_stream_attached", 4409)
+    assert await client.receive_error_close() == ("audio_stream_attached", 4409)
     assert [e["data"]["end"] for e in await logged_events(session.id, "queue")] == [1.0]
 
 
-async def test_a_closed_stream_frees_the_session_for_the_next_producer(amake_session, audio_client):
-    session, token = await amake_session()
-    first = audio_client(session.id, token=token)
-    await first.connect()
+async def test_a_closed_stream_frees_the_session_for_the_next_producer(audio_stream, audio_client):
+    session, first = await audio_stream()
     await first.close_stream()
 
-    second = audio_client(session.id, token=token)
+    second = audio_client(session.id, token=first.token)
     assert (await second.connect())["type"] == "ready"
 
 
 async def test_a_reconnecting_stream_carries_on_the_sessions_clock_and_baseline(
-    amake_session, audio_client, monkeypatch
+    audio_stream, audio_client, classified_windows
 ):
-    baselines = []
-    original = pipeline.InProcessClassifier._classify
-
-    def recording(self, window):
-        baselines.append(self.classifier)
-        return original(self, window)
-
-    monkeypatch.setattr(pipeline.InProcessClassifier, "_classify", recording)
-    session, token = await amake_session(window_ms=500)
-    first = audio_client(session.id, token=token)
-    await first.connect()
+    session, first = await audio_stream(window_ms=500)
     await first.stream(wav_pcm("silence", seconds=1.25))
     await first.close_stream()
     # The second socket drops its partial window: it never reaches the log or the clock.
-    second = audio_client(session.id, token=token)
+    second = audio_client(session.id, token=first.token)
     await second.connect()
     await second.stream(wav_pcm("silence", seconds=1.2))
     await second.receive_type("ack")
     await second.receive_type("ack")
     await second.communicator.disconnect()
-    third = audio_client(session.id, token=token)
+    third = audio_client(session.id, token=first.token)
     await third.connect()
     await third.stream(wav_pcm("silence", seconds=0.5))
     await third.close_stream()
@@ -327,33 +313,22 @@ async def test_a_reconnecting_stream_carries_on_the_sessions_clock_and_baseline(
         (1.75, 2.25),
         (2.25, 2.75),
     ]
+    baselines = [window.session_classifier for window in classified_windows]
     assert len(baselines) == 6 and all(baseline is baselines[0] for baseline in baselines)
-    other, other_token = await amake_session(window_ms=500)
-    elsewhere = audio_client(other.id, token=other_token)
-    await elsewhere.connect()
+    _, elsewhere = await audio_stream(window_ms=500)
     await elsewhere.stream(wav_pcm("silence", seconds=0.5))
     await elsewhere.close_stream()
-    assert baselines[-1] is not baselines[0]
+    assert classified_windows[-1].session_classifier is not baselines[0]
 
 
-async def test_classification_runs_windows_in_order_off_the_event_loop(amake_session, audio_client, monkeypatch):
-    seen = []
-    original = pipeline.InProcessClassifier._classify
-
-    def recording(self, window):
-        seen.append((window.start, threading.current_thread().name))
-        return original(self, window)
-
-    monkeypatch.setattr(pipeline.InProcessClassifier, "_classify", recording)
-    session, token = await amake_session(window_ms=100)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_classification_runs_windows_in_order_off_the_event_loop(audio_stream, classified_windows):
+    _, client = await audio_stream(window_ms=100)
     await client.stream(wav_pcm("calm", seconds=1.5), frame_bytes=1234)
     await client.close_stream()
 
-    starts = [start for start, _ in seen]
+    starts = [window.start for window in classified_windows]
     assert starts == sorted(starts) and len(starts) == 15
-    assert all(thread.startswith("linnet-classify") for _, thread in seen)
+    assert all(window.thread.startswith("linnet-classify") for window in classified_windows)
 
 
 def skipped_windows() -> float:
@@ -361,20 +336,10 @@ def skipped_windows() -> float:
 
 
 async def test_a_classifier_that_falls_behind_skips_old_windows_within_a_bound(
-    amake_session, audio_client, monkeypatch
+    audio_stream, stalled_classifier, monkeypatch
 ):
-    gate = asyncio.Event()
-    original = pipeline.InProcessClassifier.classify
-
-    async def stalled(self, window):
-        await gate.wait()
-        return await original(self, window)
-
-    monkeypatch.setattr(pipeline.InProcessClassifier, "classify", stalled)
     monkeypatch.setattr(pipeline, "BACKLOG_S", 0.3)  # three 100 ms windows
-    session, token = await amake_session(window_ms=100)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream(window_ms=100)
     skipped_before = skipped_windows()
     for frame in frames_of(wav_pcm("silence", seconds=1)):
         await client.send_bytes(frame)
@@ -383,7 +348,7 @@ async def test_a_classifier_that_falls_behind_skips_old_windows_within_a_bound(
         if skipped_windows() - skipped_before >= 6:
             break
         await asyncio.sleep(0.01)
-    gate.set()
+    stalled_classifier.gate.set()
     summary, _ = await client.close_stream()
 
     queue = await logged_events(session.id, "queue")
@@ -396,16 +361,12 @@ async def test_a_classifier_that_falls_behind_skips_old_windows_within_a_bound(
     assert len(warnings) == 1 and "behind" in warnings[0]["data"]["detail"]
 
 
-async def test_a_bad_stream_leaves_its_session_and_other_sessions_alone(amake_session, audio_client, subscriber):
-    good_session, good_token = await amake_session()
-    bad_session, bad_token = await amake_session()
-    watcher = subscriber(bad_session.id, token=bad_token)
+async def test_a_bad_stream_leaves_its_session_and_other_sessions_alone(audio_stream, audio_client, subscriber):
+    good_session, good = await audio_stream()
+    bad_session, bad = await audio_stream()
+    watcher = subscriber(bad_session.id, token=bad.token)
     assert await watcher.connect()
     await watcher.receive_until_replay_complete()
-    good = audio_client(good_session.id, token=good_token)
-    bad = audio_client(bad_session.id, token=bad_token)
-    await good.connect()
-    await bad.connect()
 
     await good.stream(wav_pcm("calm", seconds=1))
     await bad.send_bytes(b"\x00" * 3201)
@@ -417,7 +378,7 @@ async def test_a_bad_stream_leaves_its_session_and_other_sessions_alone(amake_se
     assert await session_state(bad_session.id) == SessionState.RUNNING
     assert await session_state(good_session.id) == SessionState.RUNNING
     # The bad session takes a new stream, and its subscriber, still connected, hears it.
-    retry = audio_client(bad_session.id, token=bad_token)
+    retry = audio_client(bad_session.id, token=bad.token)
     assert (await retry.connect())["type"] == "ready"
     await retry.stream(wav_pcm("silence", seconds=1))
     heard = [await watcher.receive()]
@@ -426,15 +387,18 @@ async def test_a_bad_stream_leaves_its_session_and_other_sessions_alone(amake_se
     assert heard[-1]["data"]["end"] == 1.0
 
 
-async def test_keepalive_defers_the_idle_timeout(amake_session, audio_client, settings):
-    settings.AUDIO_IDLE_TIMEOUT_S = 0.3
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
-    for _ in range(6):
-        await asyncio.sleep(0.1)
-        await client.send_json({"type": "keepalive"})
-    assert await client.communicator.receive_nothing(timeout=0.05)
+async def test_keepalive_defers_the_idle_timeout(audio_stream, audio_clock, settings):
+    settings.AUDIO_IDLE_TIMEOUT_S = 0.1
+    _, client = await audio_stream()
+    audio_clock.advance(0.075)
+    await client.send_json({"type": "keepalive"})
+    # Still inside the timeout, whenever the server reads the keepalive.
+    assert await client.communicator.receive_nothing(timeout=0.1)
+
+    audio_clock.advance(0.075)  # past the timeout since the stream opened, not since the keepalive
+    # The idle watch wakes on the loop's own timer, at least once in this wait.
+    assert await client.communicator.receive_nothing(timeout=0.15)
+    audio_clock.advance(0.05)
 
     assert await client.receive_close(timeout=2) == 4408
     assert client.of_type("error")[0]["code"] == "audio_idle"
@@ -474,72 +438,57 @@ CLOSE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CLOSE_CASES))
-async def test_bad_input_is_refused_with_its_close_code(amake_session, audio_client, case):
+async def test_bad_input_is_refused_with_its_close_code(audio_stream, case):
     close_code, error_code, send = CLOSE_CASES[case]
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     await send(client)
 
-    assert await client.receive_close() == close_code
-    error = client.of_type("error")[0]
-    assert (error["code"], error["close_code"]) == (error_code, close_code)
-    assert error["message"]
+    assert await client.receive_error_close() == (error_code, close_code)
     row = await stream_row(session.id)
     assert (row.close_code, row.closed_at is not None) == (close_code, True)
 
 
-async def test_audio_faster_than_twice_real_time_is_refused_after_the_start_allowance(amake_session, audio_client):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_audio_faster_than_twice_real_time_is_refused_after_the_start_allowance(audio_stream):
+    session, client = await audio_stream()
+    # Eight seconds of audio at one instant of the test's clock: infinitely faster than real time.
     for frame in frames_of(b"\x00" * 8 * BYTES_PER_SECOND):
         await client.send_bytes(frame)
 
-    assert await client.receive_close() == 4429
-    error = client.of_type("error")[0]
-    assert (error["code"], error["close_code"]) == ("audio_too_fast", 4429)
-    # The allowance a newly connected client starts with went through; what came after it did not.
+    assert await client.receive_error_close() == ("audio_too_fast", 4429)
+    # The allowance a newly connected client starts with went through; not a frame more did.
     row = await stream_row(session.id)
-    assert RATE_LIMIT_START_S * BYTES_PER_SECOND <= row.bytes < (RATE_LIMIT_START_S + 0.5) * BYTES_PER_SECOND
+    assert row.bytes == RATE_LIMIT_START_S * BYTES_PER_SECOND
 
 
 async def test_an_unexpected_failure_handling_a_frame_closes_with_1011_and_frees_the_session(
-    amake_session, audio_client, monkeypatch
+    audio_stream, audio_client, monkeypatch
 ):
-    def broken(self, pcm, *, now):
+    def broken(self, pcm):
         raise RuntimeError("a bug")
 
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     monkeypatch.setattr(pipeline.VoicePipeline, "feed", broken)
     await client.send_bytes(b"\x00" * FRAME_BYTES)
 
-    assert await client.receive_close() == 1011
-    error = client.of_type("error")[0]
-    assert (error["code"], error["close_code"]) == ("internal_error", 1011)
+    assert await client.receive_error_close() == ("internal_error", 1011)
     row = await stream_row(session.id)
     assert (row.close_code, row.closed_at is not None) == (1011, True)
     monkeypatch.undo()
-    retry = audio_client(session.id, token=token)
+    retry = audio_client(session.id, token=client.token)
     assert (await retry.connect())["type"] == "ready"
 
 
 async def test_an_unexpected_failure_handling_a_layer_message_closes_with_1011_and_frees_the_session(
-    amake_session, audio_client
+    audio_stream, audio_client
 ):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
 
     await get_channel_layer().group_send(session.group_name, {"type": LAYER_EVENTS, "events": [None]})
 
-    assert await client.receive_close() == 1011
-    assert client.of_type("error")[0]["code"] == "internal_error"
+    assert await client.receive_error_close() == ("internal_error", 1011)
     row = await stream_row(session.id)
     assert (row.close_code, row.closed_at is not None) == (1011, True)
-    retry = audio_client(session.id, token=token)
+    retry = audio_client(session.id, token=client.token)
     assert (await retry.connect())["type"] == "ready"
 
 
@@ -561,10 +510,7 @@ async def test_handshake_is_refused_with_its_close_code(
     tokens = {"own": token, "other": other_token, None: None}
     session_id = session.id if path_session == "own" else "6b1a4a1e-0000-4000-8000-000000000000"
     client = audio_client(session_id, token=tokens[token_of], headers=headers)
-    error = await client.connect()
-
-    assert (error["type"], error["code"], error["close_code"]) == ("error", error_code, close_code)
-    assert await client.receive_close() == close_code
+    assert await client.connect_refused() == (error_code, close_code)
     assert await session_state(session.id) == SessionState.PENDING
     assert not await database_sync_to_async(AudioStream.objects.filter(session_id=session.id).exists)()
 
@@ -573,40 +519,27 @@ async def test_an_ended_session_refuses_audio_with_4409(amake_session, audio_cli
     session, token = await amake_session()
     await database_sync_to_async(session_end)(session=session)
     client = audio_client(session.id, token=token)
-    error = await client.connect()
-
-    assert (error["code"], error["close_code"]) == ("session_not_active", 4409)
-    assert await client.receive_close() == 4409
+    assert await client.connect_refused() == ("session_not_active", 4409)
 
 
 async def test_an_agent_session_refuses_audio_with_4409(amake_session, audio_client):
     session, token = await amake_session(kind="agent")
     client = audio_client(session.id, token=token)
-    error = await client.connect()
-
-    assert (error["code"], error["close_code"]) == ("session_not_voice", 4409)
-    assert await client.receive_close() == 4409
+    assert await client.connect_refused() == ("session_not_voice", 4409)
     assert await session_state(session.id) == SessionState.PENDING
 
 
-async def test_a_second_concurrent_stream_is_refused_and_the_first_continues(amake_session, audio_client):
-    session, token = await amake_session()
-    first = audio_client(session.id, token=token)
-    await first.connect()
-    second = audio_client(session.id, token=token)
-    error = await second.connect()
-
-    assert (error["code"], error["close_code"]) == ("audio_stream_attached", 4409)
-    assert await second.receive_close() == 4409
+async def test_a_second_concurrent_stream_is_refused_and_the_first_continues(audio_stream, audio_client):
+    session, first = await audio_stream()
+    second = audio_client(session.id, token=first.token)
+    assert await second.connect_refused() == ("audio_stream_attached", 4409)
     await first.stream(wav_pcm("silence", seconds=1))
     summary, code = await first.close_stream()
     assert (summary["windows"], code) == (1, 1000)
 
 
-async def test_frames_of_the_browser_size_are_accepted_in_any_mix(amake_session, audio_client):
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_frames_of_the_browser_size_are_accepted_in_any_mix(audio_stream):
+    _, client = await audio_stream()
     audio = wav_pcm("silence", seconds=1)
     await client.send_bytes(audio[:FRAME_BYTES])
     await client.send_audio_json(audio[FRAME_BYTES : 2 * FRAME_BYTES])

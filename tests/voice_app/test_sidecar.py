@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,11 +15,20 @@ from django.db import DatabaseError
 from django.test import AsyncClient
 
 from sessions_app.services.sessions import session_end, session_open
-from tests.voice_app.conftest import TONE_FIELDS, allocation_releases_settled, dead_url, logged_events, wav_pcm
+from tests.voice_app.conftest import (
+    TONE_FIELDS,
+    allocation_releases_settled,
+    assert_tone_shape,
+    dead_url,
+    logged_events,
+    release_threads_joined,
+    stream_row,
+    wav_pcm,
+)
 from voice_app import pipeline
-from voice_app.models import AudioStream
 from voice_app.services import audio_stream_allocation_record, audio_stream_open
-from voice_app.sidecar import ALLOCATION_CALLER, ALLOCATION_TTL_S, ToneDirection, sidecar_events_map
+from voice_app.sidecar import SidecarShiftTracker, sidecar_events_map
+from voice_app.sidecar.allocation import ALLOCATION_CALLER, ALLOCATION_TTL_S
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,9 +39,38 @@ def release_path(allocation_id: str) -> tuple[str, str]:
     return ("DELETE", f"/api/services/cf-voice/allocations/{allocation_id}")
 
 
-def mapped(events: list, *, threshold: float = 0.1, elcor: bool = False, direction: ToneDirection | None = None):
+def no_events(body: dict) -> tuple[int, dict]:
+    return 200, {"events": []}
+
+
+def fake_cf_voice(fake_http, *, classify=no_events, health_status: int = 200):
+    """A cf-voice sidecar: /health answers `health_status`, /classify answers `classify(body)`."""
+    return fake_http({("GET", "/health"): lambda body: (health_status, {}), ("POST", "/classify"): classify})
+
+
+def fake_cf_orch(fake_http, settings, *, url: str, allocation_id: str | int):
+    """A cf-orch that hands out `url` as `allocation_id` and takes it back; Linnet set to use it."""
+    orch = fake_http(
+        {
+            ALLOCATE: lambda body: (201, {"url": url, "allocation_id": allocation_id}),
+            release_path(str(allocation_id)): lambda body: (204, None),
+        }
+    )
+    settings.CF_VOICE_URL = None
+    settings.CF_ORCH_URL = orch.url
+    return orch
+
+
+def mapped(
+    events: list, *, threshold: float = 0.1, elcor: bool = False, shift_tracker: SidecarShiftTracker | None = None
+):
     return sidecar_events_map(
-        events=events, start=2.0, end=3.0, elcor=elcor, threshold=threshold, direction=direction or ToneDirection()
+        events=events,
+        start=2.0,
+        end=3.0,
+        elcor=elcor,
+        threshold=threshold,
+        shift_tracker=shift_tracker or SidecarShiftTracker(),
     )
 
 
@@ -85,11 +122,11 @@ def test_sidecar_tones_below_the_threshold_are_dropped_and_a_missing_confidence_
 
 
 def test_shift_direction_follows_the_move_between_sidecar_labels():
-    direction = ToneDirection()
+    shift_tracker = SidecarShiftTracker()
 
     def shift(label, magnitude, **extra):
         event = {"event_type": "tone", "label": label, "confidence": 0.9, "shift_magnitude": magnitude, **extra}
-        return mapped([event], direction=direction)[0][1]["shift_direction"]
+        return mapped([event], shift_tracker=shift_tracker)[0][1]["shift_direction"]
 
     assert shift("calm", 0.5) == "stable"  # nothing to compare with yet
     assert shift("tense", 0.5) == "escalating"
@@ -100,33 +137,20 @@ def test_shift_direction_follows_the_move_between_sidecar_labels():
     assert shift("tense", 0.5, shift_direction="de-escalating") == "de-escalating"  # the sidecar's own word wins
 
 
-async def test_a_loading_sidecar_is_reported_then_ready_once_it_answers(
-    amake_session, audio_client, fake_http, settings
-):
-    cf_voice = fake_http(
-        {
-            ("GET", "/health"): lambda body: (503, {"status": "loading"}),
-            ("POST", "/classify"): lambda body: (
-                200,
-                {
-                    "events": [
-                        {
-                            "event_type": "transcript",
-                            "label": "hello there",
-                            "speaker_id": "A",
-                            "timestamp": body["timestamp"] + 0.2,
-                        },
-                        {"event_type": "tone", "label": "Frustrated", "confidence": 0.7, "shift_magnitude": 0.3},
-                        {"event_type": "sparkle", "label": "unknown to linnet"},
-                    ]
-                },
-            ),
+async def test_a_loading_sidecar_is_reported_then_ready_once_it_answers(audio_stream, fake_http, settings):
+    def classify(body):
+        transcript = {"event_type": "transcript", "label": "hello there", "speaker_id": "A"}
+        return 200, {
+            "events": [
+                {**transcript, "timestamp": body["timestamp"] + 0.2},
+                {"event_type": "tone", "label": "Frustrated", "confidence": 0.7, "shift_magnitude": 0.3},
+                {"event_type": "sparkle", "label": "unknown to linnet"},
+            ]
         }
-    )
+
+    cf_voice = fake_cf_voice(fake_http, health_status=503, classify=classify)
     settings.CF_VOICE_URL = cf_voice.url
-    session, token = await amake_session(elcor=True, language="de", num_speakers=2)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream(elcor=True, language="de", num_speakers=2)
     audio = wav_pcm("calm", seconds=2)
     await client.stream(audio)
     await client.close_stream()
@@ -152,13 +176,9 @@ async def test_a_loading_sidecar_is_reported_then_ready_once_it_answers(
     }
 
 
-async def test_an_unreachable_sidecar_warns_once_and_the_in_process_classifier_takes_over(
-    amake_session, audio_client, settings
-):
+async def test_an_unreachable_sidecar_warns_once_and_the_in_process_classifier_takes_over(audio_stream, settings):
     settings.CF_VOICE_URL = dead_url()
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     await client.stream(wav_pcm("calm", seconds=3))
     summary, _ = await client.close_stream()
 
@@ -171,7 +191,7 @@ async def test_an_unreachable_sidecar_warns_once_and_the_in_process_classifier_t
 
 
 async def test_a_failure_streak_gives_one_warning_and_recovery_gives_ready(
-    amake_session, audio_client, fake_http, settings, monkeypatch
+    audio_stream, fake_http, settings, monkeypatch
 ):
     calls = []
 
@@ -181,12 +201,9 @@ async def test_a_failure_streak_gives_one_warning_and_recovery_gives_ready(
             return 500, {"error": "overloaded"}
         return 200, {"events": [{"event_type": "queue", "label": "from_sidecar", "confidence": 0.9}]}
 
-    cf_voice = fake_http({("GET", "/health"): lambda body: (200, {}), ("POST", "/classify"): classify})
-    settings.CF_VOICE_URL = cf_voice.url
+    settings.CF_VOICE_URL = fake_cf_voice(fake_http, classify=classify).url
     monkeypatch.setattr(pipeline, "SIDECAR_RETRY_S", 0.0)  # try the sidecar again on the next window
-    session, token = await amake_session(window_ms=500)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream(window_ms=500)
     await client.stream(wav_pcm("silence", seconds=2.5))
     await client.close_stream()
 
@@ -198,13 +215,11 @@ async def test_a_failure_streak_gives_one_warning_and_recovery_gives_ready(
     assert labels == ["from_sidecar", "silence", "silence", "from_sidecar", "from_sidecar"]
 
 
-async def test_a_failed_allocation_warns_and_classifies_in_process(amake_session, audio_client, fake_http, settings):
+async def test_a_failed_allocation_warns_and_classifies_in_process(audio_stream, fake_http, settings):
     orch = fake_http({ALLOCATE: lambda body: (503, {"error": "no capacity"})})
     settings.CF_VOICE_URL = None
     settings.CF_ORCH_URL = orch.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     await client.stream(wav_pcm("calm", seconds=2))
     await client.close_stream()
     await database_sync_to_async(session_end)(session=session)
@@ -217,24 +232,10 @@ async def test_a_failed_allocation_warns_and_classifies_in_process(amake_session
     assert [r.method for r in orch.requests] == ["POST"]
 
 
-async def test_an_allocation_is_released_once_when_its_stream_closes(amake_session, audio_client, fake_http, settings):
-    cf_voice = fake_http(
-        {
-            ("GET", "/health"): lambda body: (200, {}),
-            ("POST", "/classify"): lambda body: (200, {"events": []}),
-        }
-    )
-    orch = fake_http(
-        {
-            ALLOCATE: lambda body: (201, {"url": cf_voice.url + "/", "allocation_id": 7}),
-            release_path("7"): lambda body: (204, None),
-        }
-    )
-    settings.CF_VOICE_URL = None
-    settings.CF_ORCH_URL = orch.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+async def test_an_allocation_is_released_once_when_its_stream_closes(audio_stream, fake_http, settings):
+    cf_voice = fake_cf_voice(fake_http)
+    orch = fake_cf_orch(fake_http, settings, url=cf_voice.url + "/", allocation_id=7)
+    session, client = await audio_stream()
     await client.stream(wav_pcm("calm", seconds=1))
     await client.close_stream()
 
@@ -245,43 +246,24 @@ async def test_an_allocation_is_released_once_when_its_stream_closes(amake_sessi
     assert [r.body for r in orch.seen(*ALLOCATE)] == [{"caller": ALLOCATION_CALLER, "ttl_s": ALLOCATION_TTL_S}]
     assert len(orch.seen(*release_path("7"))) == 1
     assert len(cf_voice.seen("POST", "/classify")) == 1
-    row = await database_sync_to_async(AudioStream.objects.get)(session=session)
+    row = await stream_row(session.id)
     assert (row.allocation_id, row.allocation_released_at is not None) == ("7", True)
 
 
-def allocating_orch(fake_http, allocation_id: str):
-    """A cf-voice that answers, and a cf-orch that hands it out as `allocation_id`."""
-    cf_voice = fake_http(
-        {("GET", "/health"): lambda body: (200, {}), ("POST", "/classify"): lambda body: (200, {"events": []})}
-    )
-    return fake_http(
-        {
-            ALLOCATE: lambda body: (201, {"url": cf_voice.url, "allocation_id": allocation_id}),
-            release_path(allocation_id): lambda body: (204, None),
-        }
-    )
-
-
-async def test_an_allocation_that_could_not_be_recorded_is_released(
-    amake_session, audio_client, fake_http, settings, monkeypatch
-):
+async def test_an_allocation_that_could_not_be_recorded_is_released(audio_stream, fake_http, settings, monkeypatch):
     async def failing(**kwargs):
         raise DatabaseError("the database went away")
 
     monkeypatch.setattr(pipeline, "_allocation_record", failing)
-    orch = allocating_orch(fake_http, "8")
-    settings.CF_VOICE_URL = None
-    settings.CF_ORCH_URL = orch.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    orch = fake_cf_orch(fake_http, settings, url=fake_cf_voice(fake_http).url, allocation_id="8")
+    _, client = await audio_stream()
 
     assert await client.receive_close() == 1011
     assert len(await orch.wait_for(*release_path("8"))) == 1
 
 
 async def test_an_allocation_being_recorded_when_the_stream_closes_is_released_once(
-    amake_session, audio_client, fake_http, settings, monkeypatch
+    audio_stream, fake_http, settings, monkeypatch
 ):
     recording, recorded = asyncio.Event(), asyncio.Event()
     gate = asyncio.Event()
@@ -296,12 +278,8 @@ async def test_an_allocation_being_recorded_when_the_stream_closes_is_released_o
             recorded.set()
 
     monkeypatch.setattr(pipeline, "_allocation_record", slow)
-    orch = allocating_orch(fake_http, "9")
-    settings.CF_VOICE_URL = None
-    settings.CF_ORCH_URL = orch.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    orch = fake_cf_orch(fake_http, settings, url=fake_cf_voice(fake_http).url, allocation_id="9")
+    session, client = await audio_stream()
     await recording.wait()
 
     await client.communicator.disconnect()  # the stream's task is cancelled mid-write
@@ -312,7 +290,7 @@ async def test_an_allocation_being_recorded_when_the_stream_closes_is_released_o
     await database_sync_to_async(session_end)(session=session)
     await allocation_releases_settled()
     assert len(orch.seen(*release_path("9"))) == 1
-    row = await database_sync_to_async(AudioStream.objects.get)(session=session)
+    row = await stream_row(session.id)
     assert (row.allocation_id, row.closed_at is not None) == ("", True)
 
 
@@ -324,21 +302,15 @@ def test_ending_a_session_in_a_process_without_a_loop_still_releases_its_allocat
     audio_stream_allocation_record(stream_id=stream.pk, allocation_id="a-1")
 
     session_end(session=session)
-    for thread in threading.enumerate():
-        if thread.name == "linnet-cf-orch-release":
-            thread.join(timeout=10)
+    release_threads_joined(timeout=10)
 
     assert len(orch.seen(*release_path("a-1"))) == 1
 
 
 @pytest.mark.slow
-async def test_sidecar_mode_classifies_through_a_real_voice_sidecar(
-    amake_session, audio_client, voice_sidecar, settings
-):
+async def test_sidecar_mode_classifies_through_a_real_voice_sidecar(audio_stream, voice_sidecar, settings):
     settings.CF_VOICE_URL = voice_sidecar.url
-    session, token = await amake_session(elcor=True)
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream(elcor=True)
     await client.stream(wav_pcm("loud_high", seconds=3))
     summary, code = await client.close_stream()
 
@@ -348,20 +320,17 @@ async def test_sidecar_mode_classifies_through_a_real_voice_sidecar(
     assert [(e["data"]["status"], voice_sidecar.url in e["data"]["detail"]) for e in service] == [("ready", True)]
     assert tones
     for tone in tones:
-        assert set(tone["data"]) == TONE_FIELDS
-        assert tone["data"]["subtext"].startswith("[")
+        assert_tone_shape(tone["data"], elcor=True)
     # The sidecar kept a classifier for this session: the windows really went through it.
     assert voice_sidecar.health()["sessions"] == 1
 
 
 @pytest.mark.slow
 async def test_stopping_the_sidecar_mid_stream_falls_back_in_process_with_one_warning(
-    amake_session, audio_client, voice_sidecar, settings
+    audio_stream, voice_sidecar, settings
 ):
     settings.CF_VOICE_URL = voice_sidecar.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    session, client = await audio_stream()
     audio = wav_pcm("calm", seconds=5)
     await client.stream(audio[: 2 * 32000])
     await client.receive_type("ack")
@@ -380,25 +349,18 @@ async def test_stopping_the_sidecar_mid_stream_falls_back_in_process_with_one_wa
 
 @pytest.mark.slow
 async def test_cf_orch_allocates_the_sidecar_and_ending_the_session_releases_it(
-    amake_session, audio_client, voice_sidecar, fake_http, settings
+    audio_stream, voice_sidecar, fake_http, settings
 ):
-    orch = fake_http(
-        {
-            ALLOCATE: lambda body: (200, {"url": voice_sidecar.url, "allocation_id": "cf-voice-1"}),
-            release_path("cf-voice-1"): lambda body: (204, None),
-        }
-    )
-    settings.CF_VOICE_URL = None
-    settings.CF_ORCH_URL = orch.url
-    session, token = await amake_session()
-    client = audio_client(session.id, token=token)
-    await client.connect()
+    orch = fake_cf_orch(fake_http, settings, url=voice_sidecar.url, allocation_id="cf-voice-1")
+    session, client = await audio_stream()
     await client.stream(wav_pcm("question", seconds=2))
     await client.receive_type("ack")
     await client.receive_type("ack")
     assert not orch.seen(*release_path("cf-voice-1"))
 
-    response = await AsyncClient().delete(f"/api/sessions/{session.id}", headers={"Authorization": f"Bearer {token}"})
+    response = await AsyncClient().delete(
+        f"/api/sessions/{session.id}", headers={"Authorization": f"Bearer {client.token}"}
+    )
 
     assert response.status_code == 200 and response.json()["state"] == "done"
     assert await client.receive_close() == 1000

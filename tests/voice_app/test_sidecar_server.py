@@ -85,15 +85,15 @@ def test_classify_answers_in_cf_voice_shape_and_matches_the_in_process_classifie
 
 def test_each_session_has_its_own_classifier_and_the_oldest_are_forgotten():
     cache = ClassifierCache(sample_rate=SAMPLE_RATE, confidence_threshold=0.1, max_sessions=2)
-    first, _ = cache.get(session_id="a", elcor=False)
-    second, _ = cache.get(session_id="b", elcor=False)
-    assert cache.get(session_id="a", elcor=False)[0] is first  # "a" is now the most recently used
+    first = cache.get(session_id="a", elcor=False)
+    second = cache.get(session_id="b", elcor=False)
+    assert cache.get(session_id="a", elcor=False) is first  # "a" is now the most recently used
     assert second is not first
     cache.get(session_id="c", elcor=False)  # "b" goes
 
     assert len(cache) == 2
-    assert cache.get(session_id="a", elcor=False)[0] is first
-    assert cache.get(session_id="b", elcor=False)[0] is not second
+    assert cache.get(session_id="a", elcor=False) is first
+    assert cache.get(session_id="b", elcor=False) is not second
     assert len(cache) == 2
 
 

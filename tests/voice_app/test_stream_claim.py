@@ -32,21 +32,18 @@ def other_process_stream(session, *, lease_left_s: float, stopped: bool = False)
     return AudioStream.objects.create(session=session, lease=worker, opened_at=now, allocation_id="")
 
 
-async def test_a_stream_held_by_another_live_process_refuses_a_second_with_4409(audio_client):
-    session, token = await database_sync_to_async(session_open)()
+async def test_a_stream_held_by_another_live_process_refuses_a_second_with_4409(amake_session, audio_client):
+    session, token = await amake_session()
     held = await database_sync_to_async(other_process_stream)(session, lease_left_s=20)
     client = audio_client(session.id, token=token)
-    error = await client.connect()
-
-    assert (error["code"], error["close_code"]) == ("audio_stream_attached", 4409)
-    assert await client.receive_close() == 4409
+    assert await client.connect_refused() == ("audio_stream_attached", 4409)
     await database_sync_to_async(held.refresh_from_db)()
     assert held.closed_at is None
 
 
 @pytest.mark.parametrize("stopped", [False, True], ids=["lease_expired", "process_stopped"])
-async def test_a_stream_of_a_dead_process_is_taken_over(audio_client, stopped):
-    session, token = await database_sync_to_async(session_open)()
+async def test_a_stream_of_a_dead_process_is_taken_over(amake_session, audio_client, stopped):
+    session, token = await amake_session()
     held = await database_sync_to_async(other_process_stream)(
         session, lease_left_s=0 if stopped else -1, stopped=stopped
     )

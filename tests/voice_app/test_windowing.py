@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
+from tests.voice_app.conftest import FRAME_BYTES, SAMPLE_RATE, FakeClock
 from voice_app.pipeline import RATE_LIMIT_BURST_S, RATE_LIMIT_FACTOR, RATE_LIMIT_START_S
 from voice_app.windowing import AudioRateLimiter, AudioWindower
 
-RATE = 16000
-WINDOW_BYTES = RATE * 2 // 10  # 100 ms
+WINDOW_BYTES = SAMPLE_RATE * 2 // 10  # 100 ms
 
 
 def pcm_ramp(samples: int) -> bytes:
@@ -16,7 +18,7 @@ def pcm_ramp(samples: int) -> bytes:
 
 
 def test_windows_are_exact_and_may_span_frames():
-    windower = AudioWindower(sample_rate=RATE, window_ms=100)
+    windower = AudioWindower(sample_rate=SAMPLE_RATE, window_ms=100)
     audio = pcm_ramp(8000)  # 0.5 s
     sizes = [1000, 5000, 2, 3198, 6800]  # frames of any even size, crossing window edges
     windows, offset = [], 0
@@ -32,7 +34,7 @@ def test_windows_are_exact_and_may_span_frames():
 
 
 def test_flush_cuts_the_partial_window_and_the_clock_continues_from_it():
-    windower = AudioWindower(sample_rate=RATE, window_ms=100)
+    windower = AudioWindower(sample_rate=SAMPLE_RATE, window_ms=100)
     assert windower.feed(pcm_ramp(1200)) == []  # 75 ms of a 100 ms window
     assert windower.feed(b"") == []
 
@@ -45,7 +47,7 @@ def test_flush_cuts_the_partial_window_and_the_clock_continues_from_it():
 
 
 def test_the_clock_may_start_where_earlier_audio_ended():
-    windower = AudioWindower(sample_rate=RATE, window_ms=100, start_s=2.5)
+    windower = AudioWindower(sample_rate=SAMPLE_RATE, window_ms=100, start_s=2.5)
     windows = windower.feed(pcm_ramp(2400))
     windows.append(windower.flush())
 
@@ -53,72 +55,85 @@ def test_the_clock_may_start_where_earlier_audio_ended():
 
 
 def test_first_windows_complete_in_one_large_frame():
-    windower = AudioWindower(sample_rate=RATE, window_ms=1000)
-    windows = windower.feed(pcm_ramp(RATE * 2 + 100))
+    windower = AudioWindower(sample_rate=SAMPLE_RATE, window_ms=1000)
+    windows = windower.feed(pcm_ramp(SAMPLE_RATE * 2 + 100))
     assert [(w.start, w.end) for w in windows] == [(0.0, 1.0), (1.0, 2.0)]
     assert len(windower.flush().pcm) == 200
 
 
-def limiter(now: float = 0.0, max_frame_bytes: int = 3200) -> AudioRateLimiter:
-    return AudioRateLimiter(
-        sample_rate=RATE,
+def limiter(*, max_frame_bytes: int = FRAME_BYTES) -> tuple[FakeClock, AudioRateLimiter]:
+    """The server's rate limit on a clock the test moves; both start at 0 s."""
+    clock = FakeClock()
+    bucket = AudioRateLimiter(
+        sample_rate=SAMPLE_RATE,
         factor=RATE_LIMIT_FACTOR,
         burst_s=RATE_LIMIT_BURST_S,
         start_s=RATE_LIMIT_START_S,
         max_frame_bytes=max_frame_bytes,
-        now=now,
+        clock=clock,
     )
+    return clock, bucket
+
+
+def first_refused(clock: FakeClock, bucket: AudioRateLimiter, times: Iterable[float], size: int = FRAME_BYTES):
+    """Offer one frame at each of `times`; the index of the first the bucket refuses, or None."""
+    for index, now in enumerate(times):
+        clock.now = now
+        if not bucket.admit(size):
+            return index
+    return None
 
 
 def test_real_time_audio_is_always_admitted():
-    bucket = limiter()
-    for i in range(600):  # a minute of 100 ms frames at real time
-        assert bucket.admit(3200, now=i * 0.1)
+    clock, bucket = limiter()
+    assert first_refused(clock, bucket, (i * 0.1 for i in range(600))) is None  # a minute of 100 ms frames
 
 
 def test_twice_real_time_is_sustainable():
-    double = limiter()
-    assert all(double.admit(3200, now=i * 0.05) for i in range(1200))
+    clock, bucket = limiter()
+    assert first_refused(clock, bucket, (i * 0.05 for i in range(1200))) is None
 
 
 def test_three_times_real_time_from_the_start_is_refused_within_fifteen_seconds_of_audio():
-    triple = limiter()
-    refused_at = next(i for i in range(1200) if not triple.admit(3200, now=i / 30))
+    clock, bucket = limiter()
+    refused_at = first_refused(clock, bucket, (i / 30 for i in range(1200)))
     # Net drain at 3x against a 2x refill is 1 s of audio per second; the bucket starts with 5 s.
     assert 4.8 <= refused_at / 30 <= 5.2
     assert refused_at * 0.1 <= 15.5  # seconds of audio admitted
 
 
 def test_three_times_real_time_after_a_while_in_real_time_is_refused_within_the_backlog_bound():
-    bucket = limiter()
-    assert all(bucket.admit(3200, now=i * 0.1) for i in range(300))  # 30 s in real time: the bucket is full
-    refused_at = next(i for i in range(1200) if not bucket.admit(3200, now=30 + i / 30))
+    clock, bucket = limiter()
+    assert first_refused(clock, bucket, (i * 0.1 for i in range(300))) is None  # 30 s in real time: full
+    refused_at = first_refused(clock, bucket, (30 + i / 30 for i in range(1200)))
     assert 9.8 <= refused_at / 30 <= 10.2
 
 
 def test_a_real_time_client_may_flush_what_a_stall_of_eight_seconds_held_back():
-    bucket = limiter()
-    assert all(bucket.admit(3200, now=i * 0.1) for i in range(100))  # 10 s in real time
+    clock, bucket = limiter()
+    assert first_refused(clock, bucket, (i * 0.1 for i in range(100))) is None  # 10 s in real time
     # Nothing arrives from 10 s to 18 s; then the 80 frames recorded meanwhile arrive at once.
-    assert all(bucket.admit(3200, now=18.0) for _ in range(80))
-    assert all(bucket.admit(3200, now=18.0 + i * 0.1) for i in range(1, 600))
+    assert first_refused(clock, bucket, [18.0] * 80) is None
+    assert first_refused(clock, bucket, (18.0 + i * 0.1 for i in range(1, 600))) is None
 
 
 def test_a_reconnecting_client_may_flush_its_start_allowance_at_once_and_no_more():
-    bucket = limiter()
-    assert bucket.admit(5 * 32000, now=0.0)
-    assert not bucket.admit(3200, now=0.0)
-    assert not bucket.admit(6400 + 100, now=0.1)
-    assert bucket.admit(6400, now=0.1)
+    clock, bucket = limiter()
+    assert bucket.admit(5 * 32000)
+    assert not bucket.admit(FRAME_BYTES)
+    clock.advance(0.1)
+    assert not bucket.admit(6400 + 100)
+    assert bucket.admit(6400)
 
 
 def test_the_bucket_never_holds_more_than_the_burst():
-    bucket = limiter()
-    assert bucket.admit(3200, now=3600.0)  # an hour of keepalives
-    assert bucket.admit(int(RATE_LIMIT_BURST_S * 32000) - 3200, now=3600.0)
-    assert not bucket.admit(3200, now=3600.0)
+    clock, bucket = limiter()
+    clock.advance(3600.0)  # an hour of keepalives
+    assert bucket.admit(FRAME_BYTES)
+    assert bucket.admit(int(RATE_LIMIT_BURST_S * 32000) - FRAME_BYTES)
+    assert not bucket.admit(FRAME_BYTES)
 
 
 def test_one_maximal_frame_is_always_admissible():
-    bucket = limiter(max_frame_bytes=400_000)
-    assert bucket.admit(400_000, now=0.0)
+    _, bucket = limiter(max_frame_bytes=400_000)
+    assert bucket.admit(400_000)
