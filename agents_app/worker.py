@@ -10,7 +10,7 @@ from django.db import close_old_connections
 
 from agents_app.drains import DrainPool
 from agents_app.services import compact_once, run_expire_once
-from sessions_app.worker import Loop
+from sessions_app.plugins import Loop
 
 
 def _sync_pass(fn: Callable[[], int]) -> Callable[[], Awaitable[int]]:

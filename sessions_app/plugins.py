@@ -13,7 +13,7 @@ registers it here, the way Django's admin collects ModelAdmins:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,19 @@ from django.db.models import Q, QuerySet
 
 if TYPE_CHECKING:
     from sessions_app.models import Session
-    from sessions_app.worker import Loop
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A worker loop: a pass run every `interval_s()` seconds until the worker stops."""
+
+    name: str
+    interval_s: Callable[[], float]
+    run_once: Callable[[], Awaitable[int]]
+    # Called once when the worker stops, after the loop's last pass (e.g. interrupt the runs it drains).
+    on_shutdown: Callable[[], Awaitable[None]] | None = None
+    # Called at once when the worker is asked to stop, before other loops finish their pass.
+    on_stop_requested: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

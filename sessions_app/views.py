@@ -11,7 +11,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sessions_app.metrics import REGISTRY, DatabaseCollector
+from sessions_app.gauges import DatabaseCollector
+from sessions_app.metrics import REGISTRY
 
 logger = logging.getLogger(__name__)
 

@@ -11,28 +11,17 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from sessions_app import metrics, plugins
+from sessions_app.plugins import Loop
 from sessions_app.services import presence
 from sessions_app.services.lifecycle import gc_once, reap_once
 from sessions_app.services.presence import presence_sweep_once
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Loop:
-    name: str
-    interval_s: Callable[[], float]
-    run_once: Callable[[], Awaitable[int]]
-    # Called once when the worker stops, after the loop's last pass (e.g. interrupt the runs it drains).
-    on_shutdown: Callable[[], Awaitable[None]] | None = None
-    # Called at once when the worker is asked to stop, before other loops finish their pass.
-    on_stop_requested: Callable[[], None] | None = None
 
 
 # Sessions ended per database hop: in `serve` the worker shares the process's one database

@@ -9,7 +9,8 @@ import pytest
 from agents_app.drains import DrainPool
 from agents_app.models import RunStatus
 from agents_app.worker import agent_loops
-from sessions_app.worker import Loop, WorkerLoops
+from sessions_app.plugins import Loop
+from sessions_app.worker import WorkerLoops
 from tests.agents_app.conftest import alog, arun_row, arun_start
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -43,6 +43,18 @@ def wait_until(page, condition, *, what: str, timeout_ms: int = 15_000):
         waited += 100
 
 
+def wait_until_let_go(page, session_id) -> None:
+    """Until the server has released the hidden page's subscription and audio stream."""
+    wait_until(
+        page,
+        lambda: (
+            not Subscription.objects.filter(session_id=session_id).exists()
+            and not AudioStream.objects.filter(session_id=session_id, closed_at__isnull=True).exists()
+        ),
+        what="the server to release the subscription and the stream",
+    )
+
+
 def test_binary_frames_go_out_and_tones_of_speech_appear(server, watch):
     watched = watch()
     page = watched.page
@@ -86,14 +98,7 @@ def test_hidden_tab_lets_go_and_resumes_after_its_last_seq(server, watch):
     audio = watched.sockets_to("audio")[-1]
     wait_until(page, lambda: events_before.closed and audio.closed, what="both sockets to close")
     assert {"type": "close"} in audio.text_frames()
-    wait_until(
-        page,
-        lambda: (
-            not Subscription.objects.filter(session_id=session_id).exists()
-            and not AudioStream.objects.filter(session_id=session_id, closed_at__isnull=True).exists()
-        ),
-        what="the server to release the subscription and the stream",
-    )
+    wait_until_let_go(page, session_id)
     assert Session.objects.get(pk=session_id).state == "running"
     shown_while_visible = tone_seqs_on_screen(page)
     # Something happens while the tab is away: a feedback from another device.
@@ -160,14 +165,7 @@ def test_session_reaped_while_hidden_shows_a_calm_notice(server, watch):
     session_id, _token = start_listening(page, server, tones=1)
 
     set_hidden(page, True)
-    wait_until(
-        page,
-        lambda: (
-            not Subscription.objects.filter(session_id=session_id).exists()
-            and not AudioStream.objects.filter(session_id=session_id, closed_at__isnull=True).exists()
-        ),
-        what="the page to let go of the session",
-    )
+    wait_until_let_go(page, session_id)
     assert reap_once(now=utcnow() + timedelta(seconds=settings.SESSION_IDLE_TTL_S + 5)) == 1
     assert Session.objects.get(pk=session_id).error["code"] == "session_idle"
 

@@ -8,18 +8,9 @@ from sessions_app.models import Event, Session
 from sessions_app.services.events import events_append_one
 from sessions_app.services.sessions import session_transition
 from sessions_app.tokens import token_hash
+from tests.http import bearer, create
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(token: str) -> dict:
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
-def create(client: Client, **body) -> dict:
-    response = client.post("/api/sessions", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def test_create_returns_token_once_and_stores_only_its_hash(client):

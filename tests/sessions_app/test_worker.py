@@ -4,8 +4,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from sessions_app.models import ProcessLease
+from sessions_app.plugins import Loop
 from sessions_app.services.presence import PROCESS
-from sessions_app.worker import Loop, WorkerLoops, session_loops
+from sessions_app.worker import WorkerLoops, session_loops
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,6 +6,7 @@ from django.test import Client
 
 from sessions_app.models import Event, Session
 from sessions_app.services.events import events_append_one
+from tests.http import bearer, create
 from tests.voice_app.conftest import log_tone, tone_data
 from voice_app import errors
 from voice_app.annotation import TONE_LABELS
@@ -13,16 +14,6 @@ from voice_app.models import Feedback
 from voice_app.services import TONE_FEEDBACK_EVENT
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(token: str) -> dict:
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
-def create(client: Client, **body) -> dict:
-    response = client.post("/api/sessions", data=json.dumps(body), content_type="application/json")
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def give(client: Client, session_id: str, body: dict | str, **headers):
