@@ -112,36 +112,36 @@ def _snapshot_read(*, sampler: ConsoleSampler, now: datetime) -> dict:
     }
 
 
-def process_json(worker: ProcessLease, *, now: datetime) -> dict:
+def process_json(lease: ProcessLease, *, now: datetime) -> dict:
     """One process lease as the console shows it, with each loop's last pass and whether it is stalled."""
     loops = {
-        name: loop_pass_json(last_pass, now=now, running=worker.stopped_at is None)
-        for name, last_pass in sorted(worker.passes.items())
+        name: loop_pass_json(last_pass, now=now, running=lease.stopped_at is None)
+        for name, last_pass in sorted(lease.passes.items())
     }
-    status = process_status(worker, now=now, any_loop_stalled=any(loop["stalled"] for loop in loops.values()))
+    status = process_status(lease, now=now, any_loop_stalled=any(loop["stalled"] for loop in loops.values()))
     return {
-        "id": worker.id,
-        "role": worker.role,
-        "hostname": worker.hostname,
-        "pid": worker.pid,
-        "alive": worker.is_alive(now),
+        "id": lease.id,
+        "role": lease.role,
+        "hostname": lease.hostname,
+        "pid": lease.pid,
+        "alive": lease.is_alive(now),
         "status": status,
         "stalled": status in STALLED_STATUSES,
-        "started_at": worker.started_at.isoformat(),
-        "lease_expires_at": worker.lease_expires_at.isoformat(),
-        "lease_left_s": round((worker.lease_expires_at - now).total_seconds(), 1),
-        "stopped_at": worker.stopped_at.isoformat() if worker.stopped_at else None,
+        "started_at": lease.started_at.isoformat(),
+        "lease_expires_at": lease.lease_expires_at.isoformat(),
+        "lease_left_s": round((lease.lease_expires_at - now).total_seconds(), 1),
+        "stopped_at": lease.stopped_at.isoformat() if lease.stopped_at else None,
         "loops": loops,
     }
 
 
-def process_status(worker: ProcessLease, *, now: datetime, any_loop_stalled: bool) -> str:
+def process_status(lease: ProcessLease, *, now: datetime, any_loop_stalled: bool) -> str:
     """Alive, lagging (a loop stalled), expired (the lease lapsed without a clean stop) or stopped."""
-    if worker.stopped_at is not None:
+    if lease.stopped_at is not None:
         # A clean stop ends the lease the moment it stops; the sweep stamps a lapsed lease
         # stopped only later, so a stop after the lease ran out was no clean stop.
-        return ProcessStatus.STOPPED if worker.stopped_at <= worker.lease_expires_at else ProcessStatus.EXPIRED
-    if worker.lease_expires_at < now:
+        return ProcessStatus.STOPPED if lease.stopped_at <= lease.lease_expires_at else ProcessStatus.EXPIRED
+    if lease.lease_expires_at < now:
         return ProcessStatus.EXPIRED
     return ProcessStatus.LAGGING if any_loop_stalled else ProcessStatus.ALIVE
 
