@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sessions_app import errors, plugins, selectors
 from sessions_app.consumers import parse_after
 from sessions_app.errors import LinnetError
-from sessions_app.models import Session
+from sessions_app.models import EncodedEvent, Session
 from sessions_app.schemas import (
     ErrorOut,
     EventsPageOut,
@@ -184,9 +184,8 @@ async def session_stream(request: HttpRequest, session_id: str):
     return response
 
 
-def sse_frame(envelope: dict) -> str:
-    payload = json.dumps(envelope, separators=(",", ":"))
-    return f"id: {envelope['seq']}\nevent: {envelope['type']}\ndata: {payload}\n\n"
+def sse_frame(event: EncodedEvent) -> str:
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {event.text}\n\n"
 
 
 async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
@@ -197,7 +196,7 @@ async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
     async with session_subscription(session, layer=layer, channel=channel, transport="sse"):
         yield "retry: 2000\n\n"
         async for page in cursor.replay():
-            yield "".join(sse_frame(envelope) for envelope in page)
+            yield "".join(sse_frame(event) for event in page)
         complete = json.dumps({"type": "replay.complete", "last_seq": cursor.last_seq})
         yield f"event: replay.complete\ndata: {complete}\n\n"
         next_ping = time.monotonic() + settings.SSE_PING_INTERVAL_S
@@ -211,4 +210,4 @@ async def sse_stream(session: Session, after: int) -> AsyncIterator[str]:
             if message.get("type") == LAYER_EVENTS:
                 admitted = await cursor.admit(message["events"])
                 if admitted:
-                    yield "".join(sse_frame(envelope) for envelope in admitted)
+                    yield "".join(sse_frame(event) for event in admitted)

@@ -74,8 +74,8 @@ class EventsConsumer(SessionSocketConsumer):
         """Replay the log, mark the boundary, then stream live events in seq order."""
         try:
             async for page in self.cursor.replay():
-                for envelope in page:
-                    await self.send_json(envelope)
+                for event in page:
+                    await self.send(text_data=event.text)
             await self.send_json({"type": "replay.complete", "last_seq": self.cursor.last_seq})
             while not self.cursor.ended:
                 await self.live_arrived.wait()
@@ -87,8 +87,8 @@ class EventsConsumer(SessionSocketConsumer):
                     if self.too_far_ahead():
                         await self.close_with_error(CLOSE_TOO_FAST, errors.SUBSCRIBER_TOO_SLOW)
                         return
-                    for envelope in admitted:
-                        await self.send_json(envelope)
+                    for event in admitted:
+                        await self.send(text_data=event.text)
             await self.close_normally(CLOSE_NORMAL)
         except asyncio.CancelledError:
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import models
@@ -140,6 +142,28 @@ ENVELOPE_FIELDS = ("seq", "type", "ts", "data")
 
 def event_envelope(seq: int, type: str, ts: float, data: dict) -> dict:
     return {"seq": seq, "type": type, "ts": ts, "data": data}
+
+
+class EncodedEvent(NamedTuple):
+    """An envelope as the wire carries it: `text` is its JSON, `seq` and `type` ride beside it."""
+
+    seq: int
+    type: str
+    text: str
+
+
+def event_encode(seq: int, type: str, ts: float, data_json: str) -> EncodedEvent:
+    """The envelope's JSON around `data` already in JSON, as the log stores it.
+
+    A replay sends every row once: reading `data` as text and splicing it in skips a decode
+    and an encode per event, most of a replay's own cost.
+    """
+    return EncodedEvent(seq, type, f'{{"seq":{seq},"type":{json.dumps(type)},"ts":{ts!r},"data":{data_json}}}')
+
+
+def envelope_encode(envelope: dict) -> EncodedEvent:
+    text = json.dumps(envelope, separators=(",", ":"))
+    return EncodedEvent(envelope["seq"], envelope["type"], text)
 
 
 def lease_alive_q(*, now: datetime, via: str = "") -> Q:

@@ -6,13 +6,24 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, Max, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+)
+from django.db.models.functions import Cast, Coalesce, Greatest
 
 from sessions_app import errors, plugins
 from sessions_app.clock import utcnow
 from sessions_app.errors import LinnetError
-from sessions_app.models import ENVELOPE_FIELDS, Event, Session, event_envelope
+from sessions_app.models import ENVELOPE_FIELDS, EncodedEvent, Event, Session, event_encode, event_envelope
 from sessions_app.services.presence import live_subscriptions
 from sessions_app.tokens import token_matches
 
@@ -104,6 +115,17 @@ def events_after(
     if types:
         rows = rows.filter(type__in=types)
     return [event_envelope(*row) for row in rows.order_by("seq").values_list(*ENVELOPE_FIELDS)[:limit]]
+
+
+def events_after_encoded(
+    *, session_id: uuid.UUID | str, after: int = 0, limit: int = EVENT_PAGE, until: int | None = None
+) -> list[EncodedEvent]:
+    """Like events_after, with each envelope already its wire JSON (for replays)."""
+    rows = Event.objects.filter(session_id=session_id, seq__gt=after)
+    if until is not None:
+        rows = rows.filter(seq__lte=until)
+    rows = rows.order_by("seq").values_list("seq", "type", "ts", Cast("data", TextField()))
+    return [event_encode(*row) for row in rows[:limit]]
 
 
 def events_iter(*, session_id: uuid.UUID | str, after: int = 0) -> Iterator[dict]:

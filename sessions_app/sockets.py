@@ -29,6 +29,8 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_FAST = 4429
 CLOSE_INTERNAL_ERROR = 1011
 
+_session_get_authorized = database_sync_to_async(selectors.session_get_authorized)
+
 _HTTP_TO_CLOSE = {401: CLOSE_UNAUTHORIZED, 404: CLOSE_NOT_FOUND, 409: CLOSE_NOT_ACTIVE, 413: CLOSE_TOO_LARGE}
 
 
@@ -118,16 +120,10 @@ class SessionSocketConsumer(LinnetSocketConsumer):
         user = self.browser_user()
         token = self.query_param("token")
         try:
-            session = await database_sync_to_async(selectors.session_get)(
-                session_id=self.scope["url_route"]["kwargs"]["session_id"]
-            )
-            allowed = await database_sync_to_async(selectors.session_may_access)(
-                session=session, token=token, user=user
+            # One database hop: a resuming client should wait for as few as possible.
+            return await _session_get_authorized(
+                session_id=self.scope["url_route"]["kwargs"]["session_id"], token=token, user=user
             )
         except LinnetError as exc:
             await self.close_with_error(_HTTP_TO_CLOSE.get(exc.status, CLOSE_MALFORMED), exc.code, exc.message)
             return None
-        if not allowed:
-            await self.close_with_error(CLOSE_UNAUTHORIZED, errors.UNAUTHORIZED)
-            return None
-        return session

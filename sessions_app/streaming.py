@@ -19,10 +19,10 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 
 from sessions_app import selectors
-from sessions_app.models import Session
+from sessions_app.models import EncodedEvent, Session, SessionState, envelope_encode
 from sessions_app.services import presence, sessions
 
-_events_after = database_sync_to_async(selectors.events_after)
+_events_after_encoded = database_sync_to_async(selectors.events_after_encoded)
 _subscription_open = database_sync_to_async(presence.subscription_open)
 _subscription_close = database_sync_to_async(presence.subscription_close)
 _session_activate = database_sync_to_async(sessions.session_activate)
@@ -47,7 +47,8 @@ async def session_subscription(
         if not session.is_terminal:
             await presence.lease_keepalive_start()
             subscription_id = await _subscription_open(session=session, transport=transport)
-            await _session_activate(session=session)
+            if session.state == SessionState.PENDING:
+                await _session_activate(session=session)
         yield
     finally:
         if subscription_id is not None:
@@ -56,41 +57,45 @@ async def session_subscription(
 
 
 class EventCursor:
-    """The last seq delivered to one subscriber, and the rule for what may come next."""
+    """The last seq delivered to one subscriber, and the rule for what may come next.
+
+    It hands out events encoded for the wire (`EncodedEvent`): replayed rows are spliced
+    from the log's stored JSON, live ones are encoded once here for every transport.
+    """
 
     def __init__(self, session_id: uuid.UUID | str, after: int) -> None:
         self.session_id = session_id
         self.last_seq = after
         self.ended = False
 
-    def _delivered(self, envelope: dict) -> dict:
-        self.last_seq = envelope["seq"]
-        if envelope["type"] == "session.ended":
+    def _delivered(self, event: EncodedEvent) -> EncodedEvent:
+        self.last_seq = event.seq
+        if event.type == "session.ended":
             self.ended = True
-        return envelope
+        return event
 
-    async def _read(self, *, until: int | None = None) -> AsyncIterator[list[dict]]:
+    async def _read(self, *, until: int | None = None) -> AsyncIterator[list[EncodedEvent]]:
         while True:
-            page = await _events_after(session_id=self.session_id, after=self.last_seq, until=until)
+            page = await _events_after_encoded(session_id=self.session_id, after=self.last_seq, until=until)
             if not page:
                 return
-            yield [self._delivered(envelope) for envelope in page]
+            yield [self._delivered(event) for event in page]
             if len(page) < selectors.EVENT_PAGE:
                 return
 
-    async def replay(self) -> AsyncIterator[list[dict]]:
+    async def replay(self) -> AsyncIterator[list[EncodedEvent]]:
         """Every logged event after the cursor, page by page."""
         async for page in self._read():
             yield page
 
-    async def admit(self, envelopes: list[dict]) -> list[dict]:
+    async def admit(self, envelopes: list[dict]) -> list[EncodedEvent]:
         """Live events in seq order with duplicates dropped and gaps filled from the log."""
-        admitted: list[dict] = []
+        admitted: list[EncodedEvent] = []
         for envelope in sorted(envelopes, key=lambda e: e["seq"]):
             if envelope["seq"] <= self.last_seq:
                 continue
             if envelope["seq"] > self.last_seq + 1:
                 async for page in self._read(until=envelope["seq"] - 1):
                     admitted.extend(page)
-            admitted.append(self._delivered(envelope))
+            admitted.append(self._delivered(envelope_encode(envelope)))
         return admitted

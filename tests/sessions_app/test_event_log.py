@@ -1,3 +1,4 @@
+import json
 from unittest import mock
 
 import pytest
@@ -44,3 +45,18 @@ def test_rolled_back_events_are_never_published(make_session):
     assert Event.objects.filter(session=session).count() == 1
     session.refresh_from_db()
     assert session.last_seq == 1
+
+
+@pytest.mark.django_db
+def test_encoded_replay_rows_parse_to_the_same_envelopes(make_session):
+    from sessions_app.selectors import events_after, events_after_encoded
+
+    session, _ = make_session()
+    events_append(
+        session_id=session.id,
+        items=[("tone", {"label": "calm", "subtext": 'Sounds "calm" — é', "flags": [1, 2.5, None]}), ("queue", {})],
+    )
+
+    encoded = events_after_encoded(session_id=session.id)
+    assert [json.loads(event.text) for event in encoded] == events_after(session_id=session.id)
+    assert [(event.seq, event.type) for event in encoded] == [(1, "session.state"), (2, "tone"), (3, "queue")]

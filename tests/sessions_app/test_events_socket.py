@@ -288,14 +288,15 @@ async def test_subscriber_whose_queue_overflows_is_closed_4429_and_can_resume(
     _, complete = await client.receive_until_replay_complete()
 
     stalled = asyncio.Event()
-    original_send = EventsConsumer.send_json
+    original_send = EventsConsumer.send
 
-    async def stalled_send(self, payload):
-        if payload.get("type") == "tone":
+    async def stalled_send(self, *args, **kwargs):
+        text_data = kwargs.get("text_data")
+        if isinstance(text_data, str) and json.loads(text_data).get("type") == "tone":
             await stalled.wait()
-        await original_send(self, payload)
+        await original_send(self, *args, **kwargs)
 
-    monkeypatch.setattr(EventsConsumer, "send_json", stalled_send)
+    monkeypatch.setattr(EventsConsumer, "send", stalled_send)
     for _ in range(4):
         await _append_many(session.id, 2)
 
@@ -303,7 +304,7 @@ async def test_subscriber_whose_queue_overflows_is_closed_4429_and_can_resume(
     assert (error["type"], error["code"]) == ("error", "subscriber_too_slow")
     assert await client.receive_close() == 4429
     stalled.set()
-    monkeypatch.setattr(EventsConsumer, "send_json", original_send)
+    monkeypatch.setattr(EventsConsumer, "send", original_send)
 
     resumed = subscriber(session.id, token=token, after=complete["last_seq"])
     assert await resumed.connect()
