@@ -53,7 +53,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": CONFIG.database}
+# Persistent connections: database_sync_to_async closes a connection after each call unless it
+# may live on, so with the default every audio window and every delta opened a new one.
+# Health checks replace a connection the server dropped before it is used again.
+DATABASES = {"default": {**CONFIG.database, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if CONFIG.redis_url:
@@ -143,13 +146,12 @@ OPENAI_BASE_URL = CONFIG.openai_base_url
 OPENAI_API_KEY = CONFIG.openai_api_key
 OPENAI_MODEL = CONFIG.openai_model
 
-# Agent runs: how drains claim, flush, poll and renew, and the built-in agents' pace and
+# Agent runs: how drains claim, write, poll and renew, and the built-in agents' pace and
 # timeout. Read at use (settings.AGENT_...), so tests override them with `settings`.
 AGENT_DRAIN_CONCURRENCY = CONFIG.agent_drain_concurrency
 AGENT_CLAIM_INTERVAL_S = CONFIG.agent_claim_interval_s
 AGENT_RUN_LEASE_TTL_S = CONFIG.agent_run_lease_ttl_s
 AGENT_RUN_POLL_S = CONFIG.agent_run_poll_s
-AGENT_DELTA_FLUSH_S = CONFIG.agent_delta_flush_s
 AGENT_DELTA_FLUSH_MAX = CONFIG.agent_delta_flush_max
 AGENT_EXPIRE_INTERVAL_S = CONFIG.agent_expire_interval_s
 AGENT_COMPACT_INTERVAL_S = CONFIG.agent_compact_interval_s
