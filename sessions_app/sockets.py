@@ -6,6 +6,7 @@ import json
 import logging
 from urllib.parse import parse_qs, urlsplit
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -82,6 +83,19 @@ class LinnetSocketConsumer(AsyncWebsocketConsumer):
         without Origin must prove itself some other way, such as a session's token.
         """
         return self.scope.get("user") if self.header(b"origin") is not None else None
+
+    async def dispatch(self, message: dict) -> None:
+        """Hand a message to its handler, without Channels' connection check before each one.
+
+        Channels closes stale database connections before every message, a hop to the one
+        database thread each: every audio frame and every fanned-out event would queue
+        behind the windows and deltas being written. Our own database calls check their
+        connection anyway (`database_sync_to_async` does, before and after each call).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable
 from functools import partial
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
@@ -73,8 +75,43 @@ def group_send_logged(group: str, message: dict, *, failure: str) -> None:
 
     Nothing sent this way is the only copy: receivers heal what a lost message would have
     told them from the database (the log by seq, the runs table on their next poll).
+
+    Called on the database thread of a running server (the usual case: an on-commit hook
+    of a `database_sync_to_async` call), the send is handed to the event loop and not
+    waited for: every other socket's database work queues on that one thread, and must
+    not wait for the layer too. Elsewhere (commands, sync tests) it is sent before returning.
     """
-    try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
-    except Exception:
-        logger.exception(failure)
+    loop = _serving_loop()
+    if loop is None:
+        try:
+            async_to_sync(get_channel_layer().group_send)(group, message)
+        except Exception:
+            logger.exception(failure)
+        return
+    loop.call_soon_threadsafe(_group_send_task, loop, group, message, failure)
+
+
+# Sends handed to the loop and not finished yet: a task nobody references may be collected.
+_SENDS_IN_FLIGHT: set[asyncio.Task] = set()
+
+
+def _serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop this database thread works for, when it is running in this process."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    if loop.is_closed() or not loop.is_running():
+        return None
+    return loop
+
+
+def _group_send_task(loop: asyncio.AbstractEventLoop, group: str, message: dict, failure: str) -> None:
+    async def send() -> None:
+        try:
+            await get_channel_layer().group_send(group, message)
+        except Exception:
+            logger.exception(failure)
+
+    task = loop.create_task(send())
+    _SENDS_IN_FLIGHT.add(task)
+    task.add_done_callback(_SENDS_IN_FLIGHT.discard)

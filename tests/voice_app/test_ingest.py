@@ -341,9 +341,12 @@ async def test_a_classifier_that_falls_behind_skips_old_windows_within_a_bound(
     monkeypatch.setattr(pipeline, "BACKLOG_S", 0.3)  # three 100 ms windows
     session, client = await audio_stream(window_ms=100)
     skipped_before = skipped_windows()
-    for frame in frames_of(wav_pcm("silence", seconds=1)):
+    first, *rest = frames_of(wav_pcm("silence", seconds=1))
+    await client.send_bytes(first)
+    await asyncio.wait_for(stalled_classifier.entered.wait(), timeout=5)
+    for frame in rest:
         await client.send_bytes(frame)
-    # Ten windows arrive while the first is stuck: one in flight, three wait, six are skipped.
+    # Nine more windows arrive while the first is stuck in flight: three wait, six are skipped.
     for _ in range(500):
         if skipped_windows() - skipped_before >= 6:
             break
