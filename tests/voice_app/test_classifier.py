@@ -13,6 +13,7 @@ from tests.voice_app.conftest import FIXTURES, SAMPLE_RATE, assert_tone_shape, w
 from voice_app.annotation import TONE_LABELS
 from voice_app.classifier import IN_PROCESS_SPEAKER_ID, SessionClassifier, VoiceEvent, measure_window
 from voice_app.classifier.baseline import SpeakerBaseline
+from voice_app.classifier.features import spread
 
 PROSODY_FLAGS = {
     "loud",
@@ -97,6 +98,63 @@ def test_pitch_is_measured_at_8_khz_too():
     features = measure_window(pcm=pcm, sample_rate=8000, noise_floor_dbfs=-90.0)
 
     assert features.pitch_hz == pytest.approx(200.0, rel=0.01)
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 24000, 44100, 48000])
+def test_pitch_is_the_same_whether_the_pitch_tracker_decimates_or_not(sample_rate):
+    """22.05 and 24 kHz are tracked at half and a third of their rate, 48 kHz at a sixth, 44.1 kHz as it is."""
+    t = np.arange(sample_rate) / sample_rate
+    pcm = (0.3 * 32767 * sum(np.sin(2 * np.pi * 180 * k * t) / k for k in range(1, 6)) / 2.3).astype(np.int16)
+
+    features = measure_window(pcm=pcm, sample_rate=sample_rate, noise_floor_dbfs=-90.0)
+
+    assert features.voiced_fraction > 0.9
+    assert features.pitch_hz == pytest.approx(180.0, rel=0.01)
+
+
+def test_pitch_of_a_full_scale_tone_is_its_fundamental():
+    """Squared sums of neighbouring full-scale samples do not fit 32 bits; the energies must not wrap."""
+    features = measure_window(
+        pcm=harmonic_tone(f0=220.0, seconds=1.0, amplitude=1.0), sample_rate=SAMPLE_RATE, noise_floor_dbfs=-90.0
+    )
+
+    assert features.voiced_fraction > 0.9
+    assert features.pitch_hz == pytest.approx(220.0, rel=0.01)
+
+
+def test_a_dc_offset_moves_neither_loudness_nor_pitch():
+    tone = harmonic_tone(f0=150.0, seconds=1.0, amplitude=0.2)
+    shifted = (tone.astype(np.int32) + 6000).astype(np.int16)
+
+    plain = measure_window(pcm=tone, sample_rate=SAMPLE_RATE, noise_floor_dbfs=-90.0)
+    offset = measure_window(pcm=shifted, sample_rate=SAMPLE_RATE, noise_floor_dbfs=-90.0)
+
+    assert offset.level_dbfs == pytest.approx(plain.level_dbfs, abs=1e-9)
+    assert offset.voiced_frames == plain.voiced_frames
+    assert offset.pitch_hz == pytest.approx(plain.pitch_hz, rel=1e-9)
+
+
+def test_a_window_measures_the_same_after_windows_of_other_lengths_and_rates():
+    """The pitch tracker reuses its arrays from window to window; what an earlier one left there must not count."""
+    calm = wav_samples("calm")
+    window = calm[SAMPLE_RATE : 2 * SAMPLE_RATE]
+    first = measure_window(pcm=window, sample_rate=SAMPLE_RATE)
+
+    for pcm, rate in ((calm[: 3 * SAMPLE_RATE], SAMPLE_RATE), (calm[:44100], 44100), (calm[:1600], SAMPLE_RATE)):
+        measure_window(pcm=pcm, sample_rate=rate)
+    again = measure_window(pcm=window, sample_rate=SAMPLE_RATE)
+
+    assert first.voiced_frames > 10
+    assert again == first
+
+
+def test_spread_is_numpys_10th_to_90th_percentile_range_to_the_last_bit():
+    values = np.random.default_rng(5).normal(0.0, 3.0, 300)
+
+    # Every size: numpy interpolates from the nearer end, which a plain lerp misses only now and then.
+    for size in range(1, values.size + 1):
+        low, high = np.percentile(values[:size], [10, 90])
+        assert spread(values[:size]) == float(high - low)
 
 
 def test_louder_sine_reads_higher_by_its_gain_in_db():

@@ -8,10 +8,10 @@ from collections import OrderedDict
 
 from voice_app.classifier.session import SessionClassifier
 
-# Each classifier holds one session's running baseline (about 9 kB); the least recently used go first.
+# Each classifier holds one session's running baseline (about 5 kB); the least recently used go first.
 MAX_SESSIONS = 256
 # The audio pipeline's cache: a stream that reattaches on the same process carries on with its
-# session's baseline. At most ~9 MB; an active stream keeps its own even once evicted.
+# session's baseline. At most ~5 MB; an active stream keeps its own even once evicted.
 PROCESS_MAX_SESSIONS = 1024
 
 

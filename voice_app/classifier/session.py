@@ -6,7 +6,6 @@ tracker). It owns the session's one lock.
 from __future__ import annotations
 
 import threading
-from collections import deque
 
 import numpy as np
 
@@ -46,8 +45,9 @@ class SessionClassifier:
         self._lock = threading.Lock()
         self._baseline = SpeakerBaseline()
         self._silence = SilenceTracker()
-        self._history_dbfs: deque[float] = deque(maxlen=MODULATION_HISTORY_FRAMES)
-        self._history_active: deque[bool] = deque(maxlen=MODULATION_HISTORY_FRAMES)
+        # The levels and activity of the last MODULATION_HISTORY_FRAMES frames, oldest first.
+        self._history_dbfs = np.empty(0)
+        self._history_active = np.empty(0, dtype=bool)
 
     def classify(self, pcm: np.ndarray, *, start: float, end: float) -> list[VoiceEvent]:
         """Classify one window of int16 mono samples spanning `start`..`end` seconds of the stream."""
@@ -59,8 +59,6 @@ class SessionClassifier:
                 pcm=pcm, sample_rate=self.sample_rate, noise_floor_dbfs=self._silence.noise_floor_dbfs
             )
             modulation_db = self._recent_modulation_db(features)
-            self._history_dbfs.extend(features.frame_dbfs.tolist())
-            self._history_active.extend(features.frame_active.tolist())
             if (
                 features.voiced_frames >= SPEECH_MIN_VOICED_FRAMES
                 and features.voiced_fraction >= SPEECH_MIN_VOICED_FRACTION
@@ -70,14 +68,17 @@ class SessionClassifier:
             return self._silence.non_speech_events(features=features, modulation_db=modulation_db, start=start, end=end)
 
     def _recent_modulation_db(self, features: WindowFeatures) -> float:
-        """Level spread of the active frames over this window, or over the last second when it is shorter."""
-        earlier = min(len(self._history_dbfs), max(0, MODULATION_HISTORY_FRAMES - features.frame_count))
-        first = len(self._history_dbfs) - earlier
-        levels = np.concatenate((np.array(self._history_dbfs)[first:], features.frame_dbfs))
-        active = np.concatenate((np.array(self._history_active, dtype=bool)[first:], features.frame_active))
-        if np.count_nonzero(active) < 2:
+        """Level spread of the active frames over this window, or over the last second when it is
+        shorter; the window's frames then join the history."""
+        levels = np.concatenate((self._history_dbfs, features.frame_dbfs))
+        active = np.concatenate((self._history_active, features.frame_active))
+        self._history_dbfs = levels[-MODULATION_HISTORY_FRAMES:]
+        self._history_active = active[-MODULATION_HISTORY_FRAMES:]
+        heard = max(features.frame_count, MODULATION_HISTORY_FRAMES)
+        recent = levels[-heard:][active[-heard:]]
+        if recent.size < 2:
             return 0.0
-        return spread(levels[active])
+        return spread(recent)
 
     def _speech_events(
         self, *, features: WindowFeatures, modulation_db: float, start: float, end: float

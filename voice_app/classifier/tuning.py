@@ -14,6 +14,10 @@ FRAME_S = 0.032
 HOP_S = 0.010
 PITCH_MIN_HZ = 60.0
 PITCH_MAX_HZ = 450.0
+# Pitch is tracked on the audio brought down to about this rate (at 16 kHz, each pair of samples
+# averaged into one): the pitch of a voice and the harmonics that carry it lie well below its 4 kHz
+# band edge, and the tracker has half the samples and half the lags to go through.
+PITCH_SAMPLE_RATE = 8000
 # YIN: the first dip of the normalised difference below this is taken as the period, which
 # avoids picking a multiple of the period (an octave too low).
 YIN_DIP_THRESHOLD = 0.2
