@@ -3,12 +3,27 @@
 A `DrainPool` (one per worker process) runs up to AGENT_DRAIN_CONCURRENCY `RunDrain`s.
 Each drain has two tasks:
 - the pump iterates the agent and buffers what it yields; it never touches the database;
-- the control loop is the drain's only writer: it stores and publishes the buffer every
-  AGENT_DELTA_FLUSH_S (at once for a status change, an input request or a full buffer),
-  renews the run's lease, and reads back a stop or an input answer every
-  AGENT_RUN_POLL_S, or as soon as a layer message says the run's row changed.
-Because the pump never writes, cancelling it on a stop loses nothing: what it had
-buffered goes into the run's final write.
+- the control loop is the drain's only writer, and writes by group commit: with nothing
+  buffered it waits for the next item and writes it at once; whatever the pump buffered
+  while that write was in flight goes into the next write, up to AGENT_DELTA_FLUSH_MAX
+  items (a pump that gets that far ahead waits for the writer). No timer holds an item
+  back: a quiet stream pays one write per item, and a busy one is batched by how long its
+  writes take. Each write also renews the run's lease when due and reads back a stop or
+  an input answer; with nothing to write the loop does that every AGENT_RUN_POLL_S, or as
+  soon as a layer message says the run's row changed.
+
+What this guarantees:
+1. One writer per run: only the claim's winner drains it, and only its control loop writes.
+2. Stored before published: a write stores the items and extends `Run.output` in one
+   transaction and publishes them after it commits, so no subscriber sees a delta the log
+   lacks, and the partial on record is what subscribers were sent.
+3. A stop loses nothing: the pump never writes, so cancelling it drops nothing; what it
+   had buffered (at most what arrived during the last write) goes into the run's final write.
+4. The partial survives a kill: every write stores the output so far, so a run ended
+   `interrupted` elsewhere keeps everything that was published.
+5. `run.done` comes after the last delta: the run is ended only once the writer returned.
+6. Items are written in the order the agent yielded them, so an input request follows the
+   deltas before it and precedes those after its answer.
 """
 
 from __future__ import annotations
@@ -50,10 +65,9 @@ class RunDrain:
         self.worker_id = worker_id
         self.task: asyncio.Task | None = None
         self.buffer: list[AgentItem] = []
-        self.buffered_since: float | None = None
-        # Set whenever the control loop has something to look at; `written` when it emptied the buffer.
+        # Set whenever the control loop has something to look at; `taken` when it took a write's items.
         self.changed = asyncio.Event()
-        self.written = asyncio.Event()
+        self.taken = asyncio.Event()
         self.answers: asyncio.Queue[dict] = asyncio.Queue()
         # How the agent itself ended (set by the pump): (status, error).
         self.outcome: Ending | None = None
@@ -103,14 +117,11 @@ class RunDrain:
                 if isinstance(item, Delta) and not item.text:
                     continue
                 self.buffer.append(item)
-                if self.buffered_since is None:
-                    self.buffered_since = time.monotonic()
-                    self.changed.set()
-                if not isinstance(item, Delta) or len(self.buffer) >= settings.AGENT_DELTA_FLUSH_MAX:
-                    # Status changes and questions go out at once; a full buffer makes a fast agent wait.
-                    self.written.clear()
-                    self.changed.set()
-                    await self.written.wait()
+                self.changed.set()
+                while len(self.buffer) >= settings.AGENT_DELTA_FLUSH_MAX:
+                    # An agent faster than the writer waits rather than buffer without bound.
+                    self.taken.clear()
+                    await self.taken.wait()
             self.outcome = (RunStatus.DONE, None)
         except AgentError as exc:
             self.outcome = (RunStatus.ERROR, exc.as_json())
@@ -119,18 +130,11 @@ class RunDrain:
             self.outcome = (RunStatus.ERROR, errors.error_json(errors.AGENT_FAILED, f"The agent failed: {exc}"))
         self.changed.set()
 
-    def _due(self, now: float) -> bool:
-        if not self.buffer:
-            return False
-        return (
-            self.outcome is not None
-            or not isinstance(self.buffer[-1], Delta)
-            or len(self.buffer) >= settings.AGENT_DELTA_FLUSH_MAX
-            or now - self.buffered_since >= settings.AGENT_DELTA_FLUSH_S
-        )
-
     def _take(self) -> list[AgentItem]:
-        items, self.buffer, self.buffered_since = self.buffer, [], None
+        """The next write's items: everything buffered, up to AGENT_DELTA_FLUSH_MAX."""
+        limit = settings.AGENT_DELTA_FLUSH_MAX
+        items, self.buffer = self.buffer[:limit], self.buffer[limit:]
+        self.taken.set()
         return items
 
     def _buffered_text(self) -> str:
@@ -141,11 +145,9 @@ class RunDrain:
         poll_s = settings.AGENT_RUN_POLL_S
         renew_s = settings.AGENT_RUN_LEASE_TTL_S / 4
         while True:
-            now = time.monotonic()
-            wait = self.polled_at + poll_s - now
-            if self.buffered_since is not None:
-                wait = min(wait, self.buffered_since + settings.AGENT_DELTA_FLUSH_S - now)
-            if wait > 0:
+            # Whatever arrived during the last write is written now; only an empty buffer waits.
+            wait = self.polled_at + poll_s - time.monotonic()
+            if not self.buffer and wait > 0:
                 try:
                     await asyncio.wait_for(self.changed.wait(), timeout=wait)
                 except TimeoutError:
@@ -154,7 +156,7 @@ class RunDrain:
             if self.interrupting:
                 return RunStatus.INTERRUPTED, errors.error_json(errors.WORKER_SHUTDOWN)
             now = time.monotonic()
-            items = self._take() if self._due(now) else []
+            items = self._take()
             renew = now - self.renewed_at >= renew_s
             polling = self.row_changed or now - self.polled_at >= poll_s or self.outcome is not None
             if not (items or renew or polling):
@@ -167,14 +169,11 @@ class RunDrain:
                 # lapses and the run is ended `interrupted` elsewhere.
                 logger.exception("run %s: writing progress failed; retrying", self.run_id)
                 self.buffer[:0] = items
-                self.buffered_since = self.buffered_since or now
                 await asyncio.sleep(poll_s)
                 continue
             self.polled_at = time.monotonic()
             if renew:
                 self.renewed_at = now
-            if items:
-                self.written.set()
             if control.lost:
                 # Its session ended (which ends its runs) or its lease lapsed (logged where it is ended).
                 logger.info("run %s was ended elsewhere; letting it go", self.run_id)

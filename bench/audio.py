@@ -1,189 +1,246 @@
-"""Concurrent real-time audio streams: the most a server sustains with every stream keeping up.
+"""Concurrent real-time audio streams one server process sustains, by the rule of ARCHITECTURE §10.
 
-How: a bench server (daphne serving Linnet, in-memory layer, default settings: 16 kHz,
-1 s windows, in-process classifier) takes N real `websockets` clients on
-`/ws/sessions/{id}/audio`, one session each. Every client sends 100 ms binary PCM16
-frames (3,200 bytes) at real time, from its own offset into a recorded speech fixture
-(tests/fixtures/calm.wav) and with its own phase, for a fixed number of seconds, then
-`{"type": "close"}`, and waits for the `closed` summary. A stream keeps up when:
+What runs:
 
-- every window was classified (`closed.windows` is what it sent), with no error frame;
-- every window's `ack` (sent once its tone events are logged) came within one window
-  length of the window's last frame leaving the client.
+- The server: `python -m bench.server` (bench/server.py), one process. It is Linnet's ASGI
+  application under daphne with the options `manage.py serve` gives it, on the bench's
+  environment (bench/environment.py): `DEBUG=0`, this run's temporary SQLite file, the
+  in-memory channel layer (no `REDIS_URL`), default voice settings (16 kHz, 1,000 ms
+  windows, the in-process classifier on its thread pool, no sidecar). Unlike `serve` it
+  starts no worker loops (reaper, GC, sweep) and runs no `collectstatic`, and it adds the
+  bench's `/ws/bench/` routes, which nothing here opens.
+- The load: `python -m bench.audio_load` (bench/audio_load.py), a separate process per
+  rung, asyncio and `websockets`. Each stream is a session opened over HTTP with an events
+  socket reading everything and an audio socket sending 100 ms binary PCM16 frames at 1×
+  from tests/fixtures/conversation.wav, each from its own offset and phase.
 
-N doubles from a start value until a trial fails, then a bisection step narrows the
-answer; the value is the highest N that kept up. The clients run in this process on the
-same two cores, so this is what one machine does with its own load in the way too; a
-trial whose clients could not keep their own pace is counted as failed and noted.
+The ladder: LADDER streams (QUICK_LADDER with `--quick`), SECONDS of audio per stream per
+rung, against the same server, stopping after the first rung that is not sustained. A rung
+is sustained when, over every window of every stream:
 
-The classifier's per-window cost in the server comes from its own metric
-(`linnet_audio_classify_seconds`, read from `/metrics` after the trials): the mean over
-every window the server classified, under load.
+1. no window was dropped (each was acked and counted by the `closed` summary) and no socket
+   saw an error frame or failed;
+2. the load process kept its own schedule (frame slip p99 ≤ CLIENT_SLIP_P99_LIMIT_MS);
+   otherwise the rung is client-bound: neither passed nor a server failure;
+3. window-complete → `ack` p99 ≤ ACK_P99_LIMIT_MS.
 
-Baseline: the classifier alone (`SessionClassifier.classify`) on the same audio, one
-window after another on one thread, so one core: its mean cost per window, and the
-streams that cost allows (window length / cost) as the baseline of N.
+The result is the highest sustained rung. Beside each rung: the server's CPU while the
+audio streamed (from /proc, in cores), the classifier's mean cost per window and the
+windows the server skipped (from /metrics, this rung's share).
+
+Baseline: the classifier alone (`SessionClassifier.classify`) on the same audio, one window
+after another on one thread: its cost per window, and the streams one core could classify
+(window length / cost).
+
+The environment can change the ladder and the trial length, e.g. for a shorter full run:
+LINNET_BENCH_AUDIO_LADDER=50,100,150 and LINNET_BENCH_AUDIO_SECONDS=8.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
-import wave
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import numpy as np
 from django.conf import settings
 
-from bench.clients import bounded, sessions_create, ws_connect
+from bench.audio_load import FIXTURE, FRAME_MS, fixture_pcm, load_summary
 from bench.environment import ROOT, BenchContext
 from bench.processes import BenchServer
-from bench.report import Result
+from bench.report import Result, grid
 from voice_app.classifier import SessionClassifier
 
-FIXTURE = ROOT / "tests" / "fixtures" / "calm.wav"
-FRAME_S = 0.1
-START_STREAMS = 8
-MAX_STREAMS = 256
-QUICK_STREAMS = (2, 4)
-SECONDS = 8
+LADDER = (50, 100, 150, 200, 250, 300, 350)
+QUICK_LADDER = (2, 4)
+SECONDS = 20
 QUICK_SECONDS = 3
+LADDER_ENV = "LINNET_BENCH_AUDIO_LADDER"
+SECONDS_ENV = "LINNET_BENCH_AUDIO_SECONDS"
+ACK_P99_LIMIT_MS = 150
+# The client's lateness adds to every latency it measures and, past a point, lightens the
+# load it was meant to apply; a third of the latency budget is as much as it may take.
+CLIENT_SLIP_P99_LIMIT_MS = 50
 BASELINE_WINDOWS = 200
 QUICK_BASELINE_WINDOWS = 20
-CONNECT_CONCURRENCY = 20
-# A client more than this late on its own schedule means the load generator, not the server, fell behind.
-CLIENT_SLIP_S = 0.5
+# Room for opening the sessions and sockets, closing and ending them, on top of the audio.
+LOAD_PROCESS_SLACK_S = 120
+CPU_SAMPLE_S = 0.25
+
+SUSTAINED, FAILED, CLIENT_BOUND = "sustained", "failed", "client-bound"
+RULE = (
+    f"window-complete → ack p99 ≤ {ACK_P99_LIMIT_MS} ms over every window, none dropped, no error,"
+    f" client frame slip p99 ≤ {CLIENT_SLIP_P99_LIMIT_MS} ms"
+)
+TABLE_HEADER = (
+    "streams",
+    "ack p50 ms",
+    "ack p95 ms",
+    "ack p99 ms",
+    "ack max ms",
+    "event p99 ms",
+    "windows",
+    "dropped",
+    "errors",
+    "client slip p99 ms",
+    "client slip max ms",
+    "server CPU (cores)",
+    "classify ms/window",
+    "result",
+)
 
 
-def speech_pcm() -> np.ndarray:
-    with wave.open(str(FIXTURE)) as wav:
-        if wav.getframerate() != settings.VOICE_SAMPLE_RATE or wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise RuntimeError(f"{FIXTURE} is not {settings.VOICE_SAMPLE_RATE} Hz mono PCM16")
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+def rung_verdict(summary: dict) -> str:
+    """SUSTAINED, FAILED or CLIENT_BOUND, by the rule in the module docstring."""
+    if summary["windows_dropped"] or summary["errors"] or not summary["windows_sent"]:
+        return FAILED
+    if summary["client_slip_p99_ms"] > CLIENT_SLIP_P99_LIMIT_MS:
+        return CLIENT_BOUND
+    return SUSTAINED if summary["ack_p99_ms"] <= ACK_P99_LIMIT_MS else FAILED
 
 
-def stream_audio(pcm: np.ndarray, *, seconds: int, offset_s: float) -> bytes:
-    """`seconds` of the fixture from `offset_s`, looped: each stream says something different at a time."""
-    samples = seconds * settings.VOICE_SAMPLE_RATE
-    start = int(offset_s * settings.VOICE_SAMPLE_RATE) % len(pcm)
-    return np.resize(np.roll(pcm, -start), samples).astype("<i2").tobytes()
+def ladder_sustained(rungs: list[dict]) -> int:
+    """The highest rung that was sustained, counting only up to the first that was not."""
+    sustained = 0
+    for rung in rungs:
+        if rung["result"] != SUSTAINED:
+            break
+        sustained = rung["streams"]
+    return sustained
 
 
-@dataclass
-class StreamOutcome:
-    windows_expected: int
-    windows: int = 0
-    lags_s: list[float] = field(default_factory=list)
-    error: str | None = None
-    client_slip_s: float = 0.0
-
-    @property
-    def kept_up(self) -> bool:
-        window_s = settings.VOICE_WINDOW_MS / 1000
-        return (
-            self.error is None
-            and self.windows == self.windows_expected
-            and len(self.lags_s) == self.windows_expected
-            and max(self.lags_s, default=0.0) <= window_s
-        )
+def ladder_and_seconds(quick: bool) -> tuple[tuple[int, ...], float]:
+    ladder = os.environ.get(LADDER_ENV)
+    seconds = os.environ.get(SECONDS_ENV)
+    return (
+        tuple(int(streams) for streams in ladder.split(",")) if ladder else (QUICK_LADDER if quick else LADDER),
+        float(seconds) if seconds else (QUICK_SECONDS if quick else SECONDS),
+    )
 
 
-async def stream_run(url: str, audio: bytes, *, phase_s: float, start_at: float) -> StreamOutcome:
-    """Send `audio` at real time in 100 ms frames; time every ack against its window's last frame."""
-    frame_bytes = int(settings.VOICE_SAMPLE_RATE * FRAME_S) * 2
-    frames = len(audio) // frame_bytes
-    frames_per_window = settings.VOICE_WINDOW_MS // int(FRAME_S * 1000)
-    outcome = StreamOutcome(windows_expected=frames // frames_per_window)
-    ws = await ws_connect(url)
-    acks: list[float] = []
-    try:
-        ready = json.loads(await ws.recv())
-        if ready.get("type") != "ready":
-            outcome.error = str(ready)
-            return outcome
-
-        async def read() -> None:
-            async for raw in ws:
-                message = json.loads(raw)
-                if message["type"] == "ack":
-                    acks.append(time.monotonic())
-                elif message["type"] == "closed":
-                    outcome.windows = message["windows"]
-                    return
-                elif message["type"] == "error":
-                    outcome.error = f"{message['code']}: {message['message']}"
-                    return
-
-        reader = asyncio.create_task(read())
-        sent_at = []
-        began = start_at + phase_s
-        for index in range(frames):
-            scheduled = began + index * FRAME_S
-            delay = scheduled - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            outcome.client_slip_s = max(outcome.client_slip_s, time.monotonic() - scheduled)
-            await ws.send(audio[index * frame_bytes : (index + 1) * frame_bytes])
-            sent_at.append(time.monotonic())
-        await ws.send(json.dumps({"type": "close"}))
-        try:
-            await asyncio.wait_for(reader, timeout=30)
-        except TimeoutError:
-            outcome.error = outcome.error or "no `closed` summary within 30 s"
-        window_ends = [sent_at[(k + 1) * frames_per_window - 1] for k in range(outcome.windows_expected)]
-        outcome.lags_s = [ack - end for ack, end in zip(acks, window_ends, strict=False)]
-        return outcome
-    finally:
-        await ws.close()
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def trial(server: BenchServer, pcm: np.ndarray, streams: int, seconds: int) -> list[StreamOutcome]:
-    sessions = await sessions_create(server.http_url, streams)
-    urls = [f"{server.ws_url}/ws/sessions/{session_id}/audio?token={token}" for session_id, token in sessions]
-    # Connections open while the first streams already run; everybody starts together, phases spread.
-    start_at = time.monotonic() + 1.0 + streams * 0.01
-    rng = np.random.default_rng(streams)
-    runs = [
-        lambda url=url, i=i: stream_run(
-            url,
-            stream_audio(pcm, seconds=seconds, offset_s=i * 0.37),
-            phase_s=float(rng.uniform(0, settings.VOICE_WINDOW_MS / 1000)),
-            start_at=start_at,
-        )
-        for i, url in enumerate(urls)
+def cores_between(samples: list[tuple[float, float]], began: float, ended: float) -> float | None:
+    """Mean cores used between two wall-clock times, from (time, CPU seconds) samples."""
+    inside = [sample for sample in samples if began <= sample[0] <= ended]
+    if len(inside) < 2:
+        return None
+    (first_at, first_cpu), (last_at, last_cpu) = inside[0], inside[-1]
+    return (last_cpu - first_cpu) / (last_at - first_at)
+
+
+def audio_metrics(server: BenchServer) -> dict[str, float]:
+    """The in-process classifier's time and window count, and the windows skipped, from /metrics."""
+    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    names = {
+        "classify_s": r'linnet_audio_classify_seconds_sum\{classifier="in_process"\}',
+        "classified": r'linnet_audio_classify_seconds_count\{classifier="in_process"\}',
+        "skipped": r"linnet_audio_windows_skipped_total",
+    }
+    values = {}
+    for key, pattern in names.items():
+        match = re.search(rf"^{pattern} (\S+)$", text, re.M)
+        values[key] = float(match.group(1)) if match else 0.0
+    return values
+
+
+def rung_run(server: BenchServer, *, streams: int, seconds: float, workdir: Path) -> dict:
+    """One rung: the load process against the server, watched from here; its summary and the server's share."""
+    out = workdir / f"audio-load-{streams}.json"
+    command = [
+        sys.executable,
+        "-m",
+        "bench.audio_load",
+        f"--url={server.http_url}",
+        f"--streams={streams}",
+        f"--seconds={seconds:g}",
+        f"--out={out}",
+        f"--seed={streams}",
     ]
-    return await bounded(runs, concurrency=streams)
-
-
-def trial_summary(streams: int, outcomes: list[StreamOutcome]) -> dict:
-    lags = [lag for outcome in outcomes for lag in outcome.lags_s]
+    metrics_before = audio_metrics(server)
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + seconds + LOAD_PROCESS_SLACK_S + streams * 0.1
+    with open(workdir / f"audio-load-{streams}.log", "w+") as log:
+        load = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while load.poll() is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the audio load process for {streams} streams did not finish in time")
+                samples.append((time.time(), process_cpu_s(server.pid)))
+                try:
+                    load.wait(timeout=CPU_SAMPLE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+        log.seek(0)
+        if load.returncode != 0:
+            raise RuntimeError(f"the audio load process failed ({load.returncode}):\n{log.read()[-3000:]}")
+    measurements = json.loads(out.read_text())
+    metrics_after = audio_metrics(server)
+    classified = metrics_after["classified"] - metrics_before["classified"]
+    summary = load_summary(measurements)
+    client = measurements["client"]
     return {
-        "streams": streams,
-        "kept_up": sum(outcome.kept_up for outcome in outcomes),
-        "max_lag_s": max(lags, default=None),
-        "errors": sorted({outcome.error for outcome in outcomes if outcome.error}),
-        "client_slip_s": max(outcome.client_slip_s for outcome in outcomes),
+        **summary,
+        "result": rung_verdict(summary),
+        "server_cores": cores_between(samples, client["streaming_began_at"], client["streaming_ended_at"]),
+        "classify_ms": (metrics_after["classify_s"] - metrics_before["classify_s"]) / classified * 1000
+        if classified
+        else None,
+        "windows_skipped_by_server": metrics_after["skipped"] - metrics_before["skipped"],
     }
 
 
-def classify_cost_in_server(server: BenchServer) -> float | None:
-    """Mean seconds per window of the in-process classifier, from the server's own histogram."""
-    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
-    values = {}
-    for stat in ("sum", "count"):
-        match = re.search(rf'^linnet_audio_classify_seconds_{stat}\{{classifier="in_process"\}} (\S+)$', text, re.M)
-        values[stat] = float(match.group(1)) if match else 0.0
-    return values["sum"] / values["count"] if values["count"] else None
+def rung_row(rung: dict) -> list[str | float | None]:
+    return [
+        rung["streams"],
+        rung["ack_p50_ms"],
+        rung["ack_p95_ms"],
+        rung["ack_p99_ms"],
+        rung["ack_max_ms"],
+        rung["event_p99_ms"],
+        rung["windows_sent"],
+        rung["windows_dropped"],
+        rung["errors"],
+        rung["client_slip_p99_ms"],
+        rung["client_slip_max_ms"],
+        rung["server_cores"],
+        rung["classify_ms"],
+        rung["result"],
+    ]
+
+
+def rung_line(rung: dict) -> str:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    acks = "/".join(ms(rung[f"ack_{stat}_ms"]) for stat in ("p50", "p95", "p99", "max"))
+    cores = "-" if rung["server_cores"] is None else f"{rung['server_cores']:.2f}"
+    return (
+        f"  {rung['streams']} streams: ack p50/p95/p99/max {acks} ms, event p99 {ms(rung['event_p99_ms'])} ms,"
+        f" {rung['windows_sent']} windows, {rung['windows_dropped']} dropped, {rung['errors']} errors,"
+        f" client slip p99 {ms(rung['client_slip_p99_ms'])} ms, server {cores} cores: {rung['result']}"
+        + (f"; {rung['error_samples']}" if rung["error_samples"] else "")
+    )
 
 
 def classify_cost_alone(pcm: np.ndarray, windows: int) -> float:
     """Mean seconds per window of the classifier by itself, one window after another."""
     window = settings.VOICE_SAMPLE_RATE * settings.VOICE_WINDOW_MS // 1000
     classifier = SessionClassifier(sample_rate=settings.VOICE_SAMPLE_RATE)
-    audio = np.frombuffer(stream_audio(pcm, seconds=windows * settings.VOICE_WINDOW_MS // 1000, offset_s=0), "<i2")
+    audio = np.resize(pcm, windows * window)
     window_s = settings.VOICE_WINDOW_MS / 1000
     started = time.perf_counter()
     for k in range(windows):
@@ -191,61 +248,54 @@ def classify_cost_alone(pcm: np.ndarray, windows: int) -> float:
     return (time.perf_counter() - started) / windows
 
 
-def candidates(quick: bool):
-    """Yield stream counts to try; `send(kept_up)` steers: double until a failure, then bisect once."""
-    if quick:
-        for streams in QUICK_STREAMS:
-            yield streams
-        return
-    passed, failed, streams = 0, None, START_STREAMS
-    while streams <= MAX_STREAMS:
-        kept_up = yield streams
-        if not kept_up:
-            failed = streams
-            break
-        passed, streams = streams, streams * 2
-    if failed is not None and passed and failed - passed > 1:
-        yield (passed + failed) // 2
-
-
 def run(ctx: BenchContext) -> list[Result]:
-    pcm = speech_pcm()
-    seconds = QUICK_SECONDS if ctx.quick else SECONDS
-    alone_s = classify_cost_alone(pcm, QUICK_BASELINE_WINDOWS if ctx.quick else BASELINE_WINDOWS)
+    ladder, seconds = ladder_and_seconds(ctx.quick)
+    pcm_bytes, fixture_rate = fixture_pcm(FIXTURE)
+    if fixture_rate != settings.VOICE_SAMPLE_RATE:
+        raise RuntimeError(f"{FIXTURE} is {fixture_rate} Hz; the server takes {settings.VOICE_SAMPLE_RATE} Hz")
+    alone_s = classify_cost_alone(
+        np.frombuffer(pcm_bytes, dtype="<i2"), QUICK_BASELINE_WINDOWS if ctx.quick else BASELINE_WINDOWS
+    )
     one_core_streams = (settings.VOICE_WINDOW_MS / 1000) / alone_s
-    trials = []
+    rungs: list[dict] = []
     with BenchServer(env=ctx.server_env(), workdir=ctx.workdir, name="audio") as server:
-        steps = candidates(ctx.quick)
-        streams = next(steps, None)
-        while streams is not None:
-            outcomes = asyncio.run(trial(server, pcm, streams, seconds))
-            summary = trial_summary(streams, outcomes)
-            client_bound = summary["client_slip_s"] > CLIENT_SLIP_S
-            kept_up = summary["kept_up"] == streams and not client_bound
-            trials.append({**summary, "passed": kept_up, "client_fell_behind": client_bound})
-            lag = summary["max_lag_s"]
-            print(
-                f"  {streams} streams: {summary['kept_up']}/{streams} kept up, max ack lag "
-                f"{'-' if lag is None else f'{lag * 1000:.0f} ms'}"
-                + (f", client slip {summary['client_slip_s'] * 1000:.0f} ms" if client_bound else "")
-                + (f", errors {summary['errors']}" if summary["errors"] else ""),
-                flush=True,
-            )
-            try:
-                streams = steps.send(kept_up)
-            except StopIteration:
-                streams = None
-        in_server_s = classify_cost_in_server(server)
-    sustained = max((t["streams"] for t in trials if t["passed"]), default=0)
-    if any(t["client_fell_behind"] for t in trials):
-        ctx.note("audio: in some trial the load-generating clients could not keep real time themselves")
-    if trials and all(t["passed"] for t in trials) and not ctx.quick:
-        ctx.note(f"audio: every trial kept up; {MAX_STREAMS} streams is the bench's ceiling, not the server's")
-    details = {"seconds_per_stream": seconds, "window_ms": settings.VOICE_WINDOW_MS, "trials": trials}
+        for streams in ladder:
+            rung = rung_run(server, streams=streams, seconds=seconds, workdir=ctx.workdir)
+            rungs.append(rung)
+            print(rung_line(rung), flush=True)
+            if rung["result"] != SUSTAINED:
+                break
+        in_server = audio_metrics(server)
+    sustained = ladder_sustained(rungs)
+    table = {"title": "Audio ladder", "header": list(TABLE_HEADER), "rows": [rung_row(rung) for rung in rungs]}
+    print(grid(table["header"], table["rows"]), flush=True)
+
+    last = rungs[-1]
+    if last["result"] == CLIENT_BOUND:
+        ctx.note(
+            f"audio: at {last['streams']} streams the load process fell behind its own schedule; "
+            f"{sustained} is as far as this machine could drive the server, not necessarily the server's limit"
+        )
+    elif last["result"] == SUSTAINED and not ctx.quick:
+        ctx.note(f"audio: every rung was sustained; {last['streams']} streams is the ladder's top, not the server's")
+    if sustained == 0 and last["result"] == FAILED:
+        ctx.note(f"audio: the first rung ({last['streams']} streams) was not sustained; the server sustains fewer")
+    details = {
+        "rule": RULE,
+        "seconds_per_rung": seconds,
+        "window_ms": settings.VOICE_WINDOW_MS,
+        "frame_ms": FRAME_MS,
+        "fixture": FIXTURE.name,
+        "server": "python -m bench.server: daphne, DEBUG=0, SQLite, in-memory layer, no worker loops",
+        "load": "python -m bench.audio_load, a separate process per rung",
+        "ladder": rungs,
+        "table": table,
+    }
+    in_server_s = in_server["classify_s"] / in_server["classified"] if in_server["classified"] else None
     return [
         Result(
             bench="audio",
-            name=f"real-time audio streams sustained ({settings.VOICE_WINDOW_MS} ms windows)",
+            name=f"real-time audio streams sustained (ack p99 ≤ {ACK_P99_LIMIT_MS} ms, none dropped)",
             value=float(sustained),
             baseline=one_core_streams,
             units="streams",

@@ -12,7 +12,7 @@ from typing import TypeVar
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.payloads import TONE_TYPE
+from bench.payloads import token_indices
 
 T = TypeVar("T")
 
@@ -24,12 +24,15 @@ async def ws_connect(url: str) -> ClientConnection:
     return await connect(url, **_SOCKET_OPTIONS)
 
 
-async def sessions_create(base_url: str, count: int, *, concurrency: int = 8) -> list[tuple[str, str]]:
-    """Open `count` sessions through the HTTP API; returns (id, token) pairs."""
+async def sessions_create(
+    base_url: str, count: int, *, kind: str | None = None, concurrency: int = 8
+) -> list[tuple[str, str]]:
+    """Open `count` sessions (of `kind`, else the default) through the HTTP API; returns (id, token) pairs."""
+    options = {} if kind is None else {"kind": kind}
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
 
         async def create() -> tuple[str, str]:
-            response = await http.post("/api/sessions", json={})
+            response = await http.post("/api/sessions", json=options)
             response.raise_for_status()
             body = response.json()
             return body["id"], body["token"]
@@ -68,11 +71,15 @@ async def events_subscribe(url: str) -> tuple[ClientConnection, int]:
     raise RuntimeError(f"events socket closed during replay (code {ws.close_code})")
 
 
-async def ticks_receive(ws: ClientConnection, count: int, *, timeout_s: float) -> dict[int, float]:
-    """Read until `count` bench events arrived (or the time is up): seq -> monotonic receipt time."""
+async def tokens_receive(ws: ClientConnection, expected: range, *, timeout_s: float) -> dict[int, float]:
+    """Read `run.delta` frames until every expected token arrived (or the time is up).
+
+    Returns token index -> monotonic receipt time of the frame that carried it; a merged
+    delta carries several tokens, which all arrive with it.
+    """
     received: dict[int, float] = {}
     deadline = time.monotonic() + timeout_s
-    while len(received) < count:
+    while len(received) < len(expected):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
@@ -82,8 +89,10 @@ async def ticks_receive(ws: ClientConnection, count: int, *, timeout_s: float) -
             break
         arrived = time.monotonic()
         message = json.loads(raw)
-        if message.get("type") == TONE_TYPE:
-            received[message["seq"]] = arrived
+        if message.get("type") == "run.delta":
+            for index in token_indices(message["data"]["text"]):
+                if index in expected:
+                    received.setdefault(index, arrived)
     return received
 
 

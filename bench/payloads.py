@@ -1,4 +1,4 @@
-"""What the benchmarks publish: tone events of the size a voice session really produces."""
+"""What the benchmarks publish: tone events of the size a voice session really produces, and run tokens."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ def tone_data(index: int) -> dict:
         "start": float(index),
         "end": float(index + 1),
     }
+
+
+def token_text(index: int) -> str:
+    """A run's token, numbered, so a client can tell which tokens a merged `run.delta` carries."""
+    return f"t{index} "
+
+
+def token_indices(text: str) -> list[int]:
+    """The indices of the tokens a delta's text carries."""
+    return [int(word[1:]) for word in text.split()]

@@ -52,9 +52,7 @@ class LinnetConfig:
     agent_run_lease_ttl_s: float
     # How often a drain reads its run row for a stop or an input answer it was not told about.
     agent_run_poll_s: float
-    # The longest a delta waits in the drain before it is stored and published.
-    agent_delta_flush_s: float
-    # Buffered items that force a write before AGENT_DELTA_FLUSH_S is up (and make the agent wait).
+    # The most items one drain write carries; an agent this far ahead of the writer waits.
     agent_delta_flush_max: int
     # How often the worker ends runs whose lease lapsed, and compacts finished runs.
     agent_expire_interval_s: float
@@ -201,7 +199,6 @@ def load_config(environ_map: dict[str, str] | None = None, *, read_env_file: boo
         agent_claim_interval_s=_seconds(env, "AGENT_CLAIM_INTERVAL_S", 1.0),
         agent_run_lease_ttl_s=_seconds(env, "AGENT_RUN_LEASE_TTL_S", 20.0),
         agent_run_poll_s=_seconds(env, "AGENT_RUN_POLL_S", 0.25),
-        agent_delta_flush_s=_seconds(env, "AGENT_DELTA_FLUSH_S", 0.05, zero_ok=True),
         agent_delta_flush_max=_count(env, "AGENT_DELTA_FLUSH_MAX", 64),
         agent_expire_interval_s=_seconds(env, "AGENT_EXPIRE_INTERVAL_S", 5.0),
         agent_compact_interval_s=_seconds(env, "AGENT_COMPACT_INTERVAL_S", 30.0),

@@ -31,7 +31,6 @@ def test_agent_knobs_have_their_documented_defaults():
         "agent_claim_interval_s": 1.0,
         "agent_run_lease_ttl_s": 20.0,
         "agent_run_poll_s": 0.25,
-        "agent_delta_flush_s": 0.05,
         "agent_delta_flush_max": 64,
         "agent_expire_interval_s": 5.0,
         "agent_compact_interval_s": 30.0,
@@ -75,7 +74,6 @@ def test_production_refuses_to_start_without_secret_key():
         ("AGENT_CLAIM_INTERVAL_S", "0"),
         ("AGENT_RUN_LEASE_TTL_S", "soon"),
         ("AGENT_RUN_POLL_S", "-1"),
-        ("AGENT_DELTA_FLUSH_S", "-0.01"),
         ("AGENT_DELTA_FLUSH_MAX", "0"),
         ("AGENT_EXPIRE_INTERVAL_S", "0"),
         ("AGENT_COMPACT_INTERVAL_S", "never"),
@@ -115,7 +113,6 @@ def test_agent_knobs_are_read_typed_and_may_be_zero_where_that_means_no_wait():
         {
             "AGENT_DRAIN_CONCURRENCY": "3",
             "AGENT_RUN_LEASE_TTL_S": "7.5",
-            "AGENT_DELTA_FLUSH_S": "0",
             "AGENT_SHUTDOWN_GRACE_S": "0",
             "AGENT_NOTES_PACE_S": "0",
         }
@@ -123,7 +120,7 @@ def test_agent_knobs_are_read_typed_and_may_be_zero_where_that_means_no_wait():
 
     assert config.agent_drain_concurrency == 3 and isinstance(config.agent_drain_concurrency, int)
     assert config.agent_run_lease_ttl_s == 7.5
-    assert (config.agent_delta_flush_s, config.agent_shutdown_grace_s, config.agent_notes_pace_s) == (0, 0, 0)
+    assert (config.agent_shutdown_grace_s, config.agent_notes_pace_s) == (0, 0)
 
 
 def test_every_agent_knob_is_a_django_setting_of_the_same_name():

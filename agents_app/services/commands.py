@@ -71,7 +71,7 @@ def runs_stop_for_session(*, session: Session) -> None:
     A draining run is ended here too, with the output its drain has stored, rather than at
     its drain's next poll: so its `run.done` is logged before `session.ended` and reaches
     live subscribers before they are closed. Its drain then finds the run taken over and
-    lets go; text it had not flushed yet (at most AGENT_DELTA_FLUSH_S of output) is dropped.
+    lets go; text it had not written yet (what arrived during its last write) is dropped.
     """
     for run in runs_in_flight_locked(session_id=session.pk):
         draining = run.is_draining

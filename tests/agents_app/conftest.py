@@ -1,4 +1,5 @@
-"""Fixtures for runs: fast agent settings, a scriptable agent, drain pools, run set-up, log and HTTP helpers."""
+"""Fixtures for runs: fast agent settings, a scriptable agent, recorded drain writes, drain pools, run set-up,
+log and HTTP helpers."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest_asyncio
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
+from agents_app import drains
 from agents_app.agents import AGENTS
-from agents_app.agents.base import AgentContext, Delta, InputRequest
+from agents_app.agents.base import AgentContext, AgentItem, Delta, InputRequest
 from agents_app.drains import DrainPool
 from agents_app.models import Run
-from agents_app.services import run_claim_one, run_start
+from agents_app.services import RunControl, run_claim_one, run_start
 from sessions_app import selectors
 from sessions_app.clock import utcnow
 from sessions_app.models import ProcessLease, Session
@@ -29,10 +31,9 @@ from tests.waiting import until
 
 @pytest.fixture(autouse=True)
 def quick_agents(settings):
-    """Drains that poll and flush fast and a notes agent with no pause, so tests take milliseconds."""
+    """Drains that poll fast and a notes agent with no pause, so tests take milliseconds."""
     settings.AGENT_NOTES_PACE_S = 0
     settings.AGENT_RUN_POLL_S = 0.02
-    settings.AGENT_DELTA_FLUSH_S = 0.01
     settings.AGENT_CLAIM_INTERVAL_S = 0.05
     settings.AGENT_SHUTDOWN_GRACE_S = 2
     return settings
@@ -49,6 +50,9 @@ class ScriptedAgent:
         self.contexts: list[AgentContext] = []
         self.answers: list[dict] = []
         self.closed = False
+        # Items handed to the drain so far; the pump buffers each before it asks for the next.
+        self.yielded = 0
+        self.progress = asyncio.Event()
 
     def feed(self, *items: Any) -> None:
         for item in items:
@@ -66,11 +70,74 @@ class ScriptedAgent:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                self.yielded += 1
+                self.progress.set()
                 yield item
                 if isinstance(item, InputRequest):
                     self.answers.append(await context.receive_input())
         finally:
             self.closed = True
+
+    async def handed_over(self, count: int, *, timeout: float = 5) -> None:
+        """Wait until the drain's pump has taken `count` items in all.
+
+        The agent runs inside the pump's task, which buffers an item before it gives the loop
+        back, so when this returns every one of them is in the drain's buffer or written.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while self.yielded < count:
+                    self.progress.clear()
+                    await self.progress.wait()
+        except TimeoutError:
+            raise AssertionError(f"the drain took {self.yielded} items, not {count}") from None
+
+
+class Writes:
+    """Every drain write that carried items, recorded, with a gate that can hold one in flight."""
+
+    def __init__(self, write: Callable[..., Awaitable[RunControl]]) -> None:
+        self.write = write
+        # (run_id, items) of each write, in the order they began.
+        self.log: list[tuple[str, list[AgentItem]]] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.held = asyncio.Event()
+
+    def of(self, run_id) -> list[list[AgentItem]]:
+        """The items of each of a run's writes."""
+        return [items for held_by, items in self.log if held_by == str(run_id)]
+
+    def hold_next(self, run_id) -> asyncio.Event:
+        """Hold the run's next write with items short of the database; set the returned event to let it go on."""
+        self.held.clear()
+        gate = self.gates[str(run_id)] = asyncio.Event()
+        return gate
+
+    async def until_held(self, *, timeout: float = 5) -> None:
+        """Wait until the write hold_next asked for is being held."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.held.wait()
+        except TimeoutError:
+            raise AssertionError("no write began to be held") from None
+
+    async def __call__(self, **kwargs: Any) -> RunControl:
+        run_id, items = str(kwargs["run_id"]), kwargs["items"]
+        if items:
+            self.log.append((run_id, list(items)))
+            gate = self.gates.pop(run_id, None)
+            if gate is not None:
+                self.held.set()
+                await gate.wait()
+        return await self.write(**kwargs)
+
+
+@pytest.fixture
+def writes(monkeypatch) -> Writes:
+    """Record the drains' writes (and hold one when a test asks), around the real write."""
+    recorder = Writes(drains._run_progress)
+    monkeypatch.setattr(drains, "_run_progress", recorder)
+    return recorder
 
 
 @pytest.fixture
@@ -144,6 +211,7 @@ class LiveRun:
     token: str
     run: Run
     pool: DrainPool
+    writes: Writes
     stored: str = ""
 
     @property
@@ -159,15 +227,22 @@ class LiveRun:
         self.stored += "".join(texts)
         await until(lambda: self.row().output == self.stored, what=f"the drain to store {self.stored!r}")
 
-    async def hold(self, *texts: str) -> None:
-        """Have the agent yield deltas the drain keeps unflushed (AGENT_DELTA_FLUSH_S set high) and wait for them."""
-        drain = self.pool.drains[str(self.run.id)]
+    async def hold(self, first: str, *texts: str) -> asyncio.Event:
+        """Have the agent yield deltas while the drain's write of `first` is held in flight.
+
+        `texts` stay in the drain's buffer, and nothing is stored, until the returned event
+        is set and lets the write go on.
+        """
+        gate = self.writes.hold_next(self.run.id)
+        self.agent.feed(Delta(first))
+        await self.writes.until_held()
         self.agent.feed(*(Delta(text) for text in texts))
-        await until(lambda: len(drain.buffer) == len(texts), what=f"the drain to buffer {texts!r}")
+        await self.agent.handed_over(self.agent.yielded + len(texts))
+        return gate
 
 
 @pytest_asyncio.fixture
-async def live_run(amake_session, pool, scripted) -> Callable[..., Awaitable[LiveRun]]:
+async def live_run(amake_session, pool, scripted, writes) -> Callable[..., Awaitable[LiveRun]]:
     """Start a run of a scripted agent (registered as `agent`) in a new agent session; the pool claims it."""
 
     async def start(agent: str = "scripted", *, claim: bool = True) -> LiveRun:
@@ -176,7 +251,7 @@ async def live_run(amake_session, pool, scripted) -> Callable[..., Awaitable[Liv
         run = await arun_start(session=session, input="go", agent=agent)
         if claim:
             await pool.claim_once()
-        return LiveRun(agent=script, session=session, token=token, run=run, pool=pool)
+        return LiveRun(agent=script, session=session, token=token, run=run, pool=pool, writes=writes)
 
     return start
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -92,15 +93,22 @@ async def test_a_drain_whose_run_was_taken_over_lets_go_without_writing(live_run
     assert "after" not in run_text(events, live.id)
 
 
-async def test_shutdown_ends_in_flight_runs_interrupted_with_their_partial(live_run, pool, amake_session, settings):
+async def test_shutdown_ends_in_flight_runs_interrupted_with_their_partial(live_run, pool, amake_session):
     writing, asking = await live_run("writer"), await live_run("asker")
     await writing.stream("stored")
     asking.agent.feed(InputRequest(fields=(InputField("focus", "text", "Focus?"),), reason="why"))
     await until(lambda: asking.row().status == RunStatus.INPUT_REQUIRED)
-    settings.AGENT_DELTA_FLUSH_S = 60
-    await writing.hold(" and buffered")
+    write = await writing.hold(" and", " buffered")
+    drain = pool.drains[str(writing.id)]
 
-    await pool.shutdown()
+    async def interrupted() -> bool:
+        return drain.interrupting
+
+    shutdown = asyncio.create_task(pool.shutdown())
+    await until(interrupted, timeout=2, what="the shutdown to interrupt the drain")
+    # The write in flight stores " and"; " buffered" was still in the buffer when the drain was interrupted.
+    write.set()
+    await shutdown
 
     assert not pool.drains
     third, _ = await amake_session(kind="agent")

@@ -10,11 +10,47 @@ from agents_app import drains
 from agents_app.agents.base import AgentError, Delta, Phase
 from agents_app.models import Message, Run, RunStatus
 from agents_app.services import run_stop
+from sessions_app.services import events
 from sessions_app.services.events import events_append
 from tests.agents_app.conftest import alog, arun_row, arun_start, drained, frames_until_close, run_row, run_text
 from tests.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class StoppedClock:
+    """Stands in for the drain module's `time`: a clock that never moves."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return 0.0
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[list[dict]]:
+    """The envelopes of every layer message the event log publishes, one list per publish."""
+    publishes: list[list[dict]] = []
+    publish = events.events_publish
+
+    def record(*, session_id, envelopes: list[dict]) -> None:
+        publishes.append(envelopes)
+        publish(session_id=session_id, envelopes=envelopes)
+
+    monkeypatch.setattr(events, "events_publish", record)
+    return publishes
+
+
+def run_items(publishes: list[list[dict]]) -> list[list[tuple[str, str]]]:
+    """What each publish carried of runs' output: (type, text or phase) of its deltas and status changes."""
+    carried = [
+        [
+            (e["type"], e["data"].get("text") or e["data"].get("phase"))
+            for e in envelopes
+            if e["type"] in ("run.delta", "run.status")
+        ]
+        for envelopes in publishes
+    ]
+    return [items for items in carried if items]
 
 
 def _tones(session_id) -> None:
@@ -122,13 +158,14 @@ async def test_stop_mid_run_keeps_the_partial(live_run, pool, api):
     assert message.content == "partial answer" and str(message.id) == done["message"]["id"]
 
 
-async def test_stop_includes_text_the_drain_had_not_flushed_yet(live_run, pool, settings):
-    settings.AGENT_DELTA_FLUSH_S = 60
+async def test_stop_includes_text_the_drain_had_not_written_yet(live_run, pool):
     live = await live_run()
-    await live.hold("still ", "buffered")
+    writing = await live.hold("still ", "buffered")
     assert (await arun_row(live.id)).output == ""
 
     assert await database_sync_to_async(run_stop)(run=live.run)
+    # The write in flight stores "still " and reads the stop back; "buffered" was never written.
+    writing.set()
     await drained(pool)
 
     events = await alog(live.session.id)
@@ -226,14 +263,13 @@ async def test_agent_error_ends_the_run_error_with_its_message(live_run, pool):
     assert done["message"]["content"] == "so far"
 
 
-async def test_ending_the_session_ends_its_run_stopped_before_session_ended(live_run, pool, api, subscriber, settings):
+async def test_ending_the_session_ends_its_run_stopped_before_session_ended(live_run, pool, api, subscriber):
     live = await live_run()
     await live.stream("half")
     watcher = subscriber(live.session.id, token=live.token)
     assert await watcher.connect()
     await watcher.receive_until_replay_complete()
-    settings.AGENT_DELTA_FLUSH_S = 60
-    await live.hold(" never flushed")
+    writing = await live.hold(" in flight", " never written")
 
     ended = await api(live.session.id, live.token).delete()
 
@@ -247,6 +283,8 @@ async def test_ending_the_session_ends_its_run_stopped_before_session_ended(live
     frame_types = [e["type"] for e in frames]
     assert frame_types.index("run.done") < frame_types.index("session.ended")
     assert code == 1000
+    # The held write finds the run ended and writes nothing.
+    writing.set()
     await drained(pool)
 
     events = await alog(live.session.id)
@@ -309,3 +347,65 @@ async def test_a_failed_write_is_retried_without_losing_or_repeating_text(live_r
     events = await alog(live.session.id)
     assert run_text(events, live.id) == "never lost"
     assert events[-1]["data"]["status"] == "done" and events[-1]["data"]["message"]["content"] == "never lost"
+
+
+async def test_a_lone_delta_is_stored_and_published_at_once_not_on_a_timer(live_run, subscriber, monkeypatch, settings):
+    settings.AGENT_RUN_POLL_S = 3600
+    # With the drain's clock stopped, a write that waited for time to pass would never happen.
+    monkeypatch.setattr(drains, "time", StoppedClock)
+    live = await live_run()
+    watcher = subscriber(live.session.id, token=live.token)
+    assert await watcher.connect()
+    await watcher.receive_until_replay_complete()
+
+    live.agent.feed(Delta("hello"))
+    frame = await watcher.receive()
+
+    assert (frame["type"], frame["data"]["text"]) == ("run.delta", "hello")
+    assert (await arun_row(live.id)).output == "hello"
+    assert live.writes.of(live.id) == [[Delta("hello")]]
+
+
+async def test_items_that_arrive_during_a_write_go_together_in_the_next_write(live_run, pool, published):
+    live = await live_run()
+    writing = live.writes.hold_next(live.id)
+    live.agent.feed(Delta("first "))
+    await live.writes.until_held()
+    arrived = [Delta("a "), Delta("b "), Phase("checking"), Delta("c")]
+    live.agent.feed(*arrived)
+    await live.agent.handed_over(1 + len(arrived))
+    assert live.writes.of(live.id) == [[Delta("first ")]]
+
+    writing.set()
+    live.agent.end()
+    await drained(pool)
+
+    assert live.writes.of(live.id) == [[Delta("first ")], arrived]
+    assert run_items(published) == [
+        [("run.delta", "first ")],
+        [("run.delta", "a b "), ("run.status", "checking"), ("run.delta", "c")],
+    ]
+    logged = await alog(live.session.id)
+    assert run_text(logged, live.id) == "first a b c" == logged[-1]["data"]["message"]["content"]
+
+
+async def test_a_write_carries_at_most_agent_delta_flush_max_items(live_run, pool, settings):
+    settings.AGENT_DELTA_FLUSH_MAX = 3
+    live = await live_run()
+    writing = live.writes.hold_next(live.id)
+    live.agent.feed(Delta("0 "))
+    await live.writes.until_held()
+    live.agent.feed(*(Delta(f"{i} ") for i in range(1, 8)))
+    await live.agent.handed_over(4)
+    # A full buffer makes the agent wait: it is not asked for a fifth item while the write is in flight.
+    assert live.agent.yielded == 4
+
+    writing.set()
+    live.agent.end()
+    await drained(pool)
+
+    batches = live.writes.of(live.id)
+    assert batches[:2] == [[Delta("0 ")], [Delta("1 "), Delta("2 "), Delta("3 ")]]
+    assert max(len(batch) for batch in batches) == 3
+    assert [item for batch in batches for item in batch] == [Delta(f"{i} ") for i in range(8)]
+    assert run_text(await alog(live.session.id), live.id) == "0 1 2 3 4 5 6 7 "
