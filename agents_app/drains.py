@@ -44,6 +44,7 @@ from agents_app.agents.base import AgentError, AgentItem, Delta, InputRequest, P
 from agents_app.models import Run, RunStatus
 from agents_app.services import draining, wakeups
 from sessions_app.services import presence
+from sessions_app.services.events import events_sent
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,10 @@ class RunDrain:
                 self.buffer[:0] = items
                 await asyncio.sleep(poll_s)
                 continue
+            if items:
+                # The next write waits for this one's events to reach the layer: that is
+                # what batches a busy stream, and keeps the run's publishes in order.
+                await events_sent()
             self.polled_at = time.monotonic()
             if renew:
                 self.renewed_at = now

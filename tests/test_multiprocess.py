@@ -101,9 +101,11 @@ async def test_two_web_and_two_worker_processes_share_one_log_and_drain_each_run
 
             async def waiting_for_input() -> bool:
                 session = (await http.get(f"{a}/api/sessions/{session_id}", headers=auth)).json()
-                return session["state"] == "input_required"
+                # The first run may ask too before its stop lands; only the second run's question is answered.
+                asking = (session["pending_input"] or {}).get("run_id")
+                return session["state"] == "input_required" and asking == second["id"]
 
-            await cluster_until(waiting_for_input, what="the notes agent to ask what to cover")
+            await cluster_until(waiting_for_input, what="the second run's notes agent to ask what to cover")
             answer = {"input": {"focus": "the plan for next week"}}
             assert (
                 await http.post(f"{b}/api/sessions/{session_id}/input", json=answer, headers=auth)

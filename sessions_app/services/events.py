@@ -95,6 +95,18 @@ def group_send_logged(group: str, message: dict, *, failure: str) -> None:
 _SENDS_IN_FLIGHT: set[asyncio.Task] = set()
 
 
+async def events_sent() -> None:
+    """Wait until every publish handed to this process's loop so far has been sent.
+
+    A writer that can write again the moment its commit returns (a run's drain) waits here,
+    so it never outruns the layer: what it buffered meanwhile goes out in its next write,
+    and its own publishes reach the layer in the order it wrote them.
+    """
+    pending = list(_SENDS_IN_FLIGHT)
+    if pending:
+        await asyncio.wait(pending)
+
+
 def _serving_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop this database thread works for, when it is running in this process."""
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
