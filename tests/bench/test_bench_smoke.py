@@ -17,18 +17,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_quick_reaper_bench_prints_and_writes_its_table(tmp_path):
+def quick_bench(name: str, results_dir: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m bench --quick --only NAME` in a subprocess: what it printed and the JSON it wrote."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "reaper", "--no-redis", "--results-dir", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--only", name, "--no-redis", "--results-dir", str(results_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=180,
     )
-
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    [written] = tmp_path.glob("*.json")
-    body = json.loads(written.read_text())
+    [written] = results_dir.glob("*.json")
+    return completed, json.loads(written.read_text())
+
+
+def test_quick_reaper_bench_prints_and_writes_its_table(tmp_path):
+    completed, body = quick_bench("reaper", tmp_path)
     assert body["machine"]["nproc"]
     assert [r["name"] for r in body["results"]] == [
         "reap pass, 50 sessions, 2 idle",
@@ -44,17 +48,8 @@ def test_quick_reaper_bench_prints_and_writes_its_table(tmp_path):
 
 @pytest.mark.slow
 def test_quick_audio_bench_drives_its_ladder_from_a_load_process(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "audio", "--no-redis", "--results-dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    [written] = tmp_path.glob("*.json")
-    sustained, in_server = json.loads(written.read_text())["results"]
+    completed, body = quick_bench("audio", tmp_path)
+    sustained, in_server = body["results"]
     assert sustained["name"] == "real-time audio streams sustained (ack p99 ≤ 150 ms, none dropped)"
     first = sustained["details"]["ladder"][0]
     # Two streams, three seconds of 1 s windows each: the load process's measurements made it back.
